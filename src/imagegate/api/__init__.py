@@ -1,0 +1,1 @@
+"""The HTTP front end: OpenAI-compatible image routes plus imagegate's own."""

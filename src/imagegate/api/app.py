@@ -1,0 +1,47 @@
+"""``create_app``: the FastAPI application, built from services or from settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from imagegate import __version__
+from imagegate.api.errors import install_error_handlers
+from imagegate.api.request_id import RequestIdMiddleware
+from imagegate.api.routes import files, health, models, openai_images
+from imagegate.container import Services, build_services
+from imagegate.settings import Settings
+
+
+def create_app(services: Services | None = None, *, settings: Settings | None = None) -> FastAPI:
+    """An app over ready ``services`` (tests, embedding), or one that builds its own from
+    ``settings`` when it starts and closes them when it stops (``imagegate serve``)."""
+    if (services is None) == (settings is None):
+        raise TypeError("pass exactly one of services or settings")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if services is not None:
+            app.state.services = services
+            yield
+            return
+        assert settings is not None
+        async with build_services(settings) as built:
+            app.state.services = built
+            yield
+
+    app = FastAPI(
+        title="imagegate",
+        version=__version__,
+        summary="One OpenAI-compatible API in front of every image model.",
+        lifespan=lifespan,
+    )
+    if services is not None:
+        app.state.services = services
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    for module in (openai_images, models, files, health):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,33 @@
+"""Typed dependencies, so handlers read like plain functions of what they need."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from imagegate.container import Services
+from imagegate.models import Principal
+
+# Declares the scheme in the OpenAPI document; the header itself is checked by KeyService.
+bearer_scheme = HTTPBearer(auto_error=False, description="An imagegate API key: ig_...")
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def current_principal(
+    request: Request,
+    services: ServicesDep,
+    _documented: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Principal:
+    return await services.keys.authenticate(request.headers.get("authorization"))
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -1,0 +1,94 @@
+"""The public HTTP contract. Field names and meanings follow OpenAI's Images API."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from imagegate.models import GenerationRequest, OutputFormat, ResponseFormat
+
+
+class CreateImageRequest(BaseModel):
+    """OpenAI's ``CreateImageRequest``, plus imagegate's ``seed`` extension."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    prompt: str = Field(description="What to draw. Whitespace is normalized.")
+    model: str | None = Field(default=None, description="Public model name; see GET /v1/models.")
+    n: int = Field(default=1, description="How many images (1 to the model's max_n).")
+    size: str | None = Field(default=None, description="WxH from the model's sizes, or auto.")
+    quality: str | None = None
+    style: str | None = None
+    background: str | None = None
+    response_format: Literal["url", "b64_json"] | None = None
+    output_format: Literal["png", "jpeg", "webp"] | None = None
+    output_compression: int | None = Field(default=None, description="0-100, jpeg/webp only.")
+    moderation: Literal["auto", "low"] | None = Field(
+        default=None, description="Passed to providers that support it."
+    )
+    stream: Literal[False] | None = Field(default=None, description="Streaming is not supported.")
+    partial_images: Literal[0] | None = None
+    user: str | None = Field(default=None, description="Your end user's id, recorded.")
+    seed: int | None = Field(
+        default=None, ge=0, description="imagegate extension: same seed, same picture."
+    )
+
+    def to_domain(self) -> GenerationRequest:
+        return GenerationRequest(
+            prompt=self.prompt,
+            model=self.model,
+            n=self.n,
+            size=self.size,
+            quality=self.quality,
+            style=self.style,
+            background=self.background,
+            output_format=OutputFormat(self.output_format) if self.output_format else None,
+            output_compression=self.output_compression,
+            response_format=ResponseFormat(self.response_format or ResponseFormat.URL),
+            seed=self.seed,
+            user=self.user,
+        )
+
+
+class ImageData(BaseModel):
+    url: str | None = None
+    b64_json: str | None = None
+    revised_prompt: str | None = None
+
+
+class ImagesResponse(BaseModel):
+    created: int
+    data: list[ImageData]
+    output_format: Literal["png", "jpeg", "webp"]
+    size: str
+    quality: str
+
+
+class ModelObject(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+    description: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelObject]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class Readiness(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str]

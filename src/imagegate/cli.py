@@ -1,0 +1,198 @@
+"""The ``imagegate`` command: serve, migrate, keys, generate.
+
+Every command builds the same services as the server (``container.build_services``); nothing
+here knows about providers, storage or SQL. Exit codes: 0 ok, 1 the operation failed, 2 bad
+settings or arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from imagegate.container import Services, build_services
+from imagegate.errors import ConfigurationError, ImagegateError
+from imagegate.models import GenerationRequest, OutputFormat, ResponseFormat, Role
+from imagegate.settings import Settings, load_settings
+
+app = typer.Typer(
+    help="imagegate: a self-hostable image-generation gateway.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+T = TypeVar("T")
+err = Console(stderr=True)
+
+_EXTENSIONS = {
+    ".png": OutputFormat.PNG,
+    ".jpg": OutputFormat.JPEG,
+    ".jpeg": OutputFormat.JPEG,
+    ".webp": OutputFormat.WEBP,
+}
+
+
+def _run(work: Callable[[Services], Awaitable[T]], settings: Settings | None = None) -> T:
+    """Build the services, run ``work`` with them, close them; errors become exit codes."""
+
+    async def main() -> T:
+        context: AbstractAsyncContextManager[Services] = build_services(settings or load_settings())
+        async with context as services:
+            return await work(services)
+
+    try:
+        return asyncio.run(main())
+    except ConfigurationError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2) from None
+    except ImagegateError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address [default: 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: 8000].")] = None,
+) -> None:
+    """Apply migrations, print the first admin key if there is none yet, and serve HTTP."""
+    import uvicorn
+
+    from imagegate.api.app import create_app
+
+    try:
+        settings = load_settings()
+    except ConfigurationError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2) from None
+    server = settings.server.model_copy(
+        update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    )
+    settings = settings.model_copy(update={"server": server})
+    issued = _run(lambda services: services.keys.ensure_bootstrap_admin(), settings)
+    if issued is not None:
+        typer.echo(
+            "\nFirst start: created the admin API key (shown once, stored only as a hash):\n\n"
+            f"    {issued.secret}\n"
+        )
+    typer.echo(f"imagegate on {settings.base_url}  ·  API docs: {settings.base_url}/docs")
+    uvicorn.run(
+        create_app(settings=settings),
+        host=server.host,
+        port=server.port,
+        access_log=server.access_log,
+        log_level="info",
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending database migrations (also done on start when auto_migrate is on)."""
+    settings = load_settings().model_copy(deep=True)
+    settings.database.auto_migrate = True
+    _run(lambda _: asyncio.sleep(0), settings)
+    typer.echo("database is up to date")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="A name for the key (and its user, if new).")],
+    role: Annotated[Role, typer.Option(help="Role of a new user.")] = Role.USER,
+    user: Annotated[
+        str | None, typer.Option(help="Existing or new user name [default: NAME].")
+    ] = None,
+) -> None:
+    """Create a key and print only the secret on stdout (it is shown once)."""
+    issued = _run(lambda services: services.keys.create(name, role, user))
+    typer.echo(issued.secret)
+
+
+@keys_app.command("list")
+def keys_list(
+    all_keys: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
+) -> None:
+    """List keys (prefixes only: secrets are never stored)."""
+    keys = _run(lambda services: services.keys.list_keys(include_revoked=all_keys))
+    table = Table("prefix", "name", "user", "role", "created", "revoked")
+    for key in keys:
+        table.add_row(
+            key.prefix,
+            key.name,
+            key.user_name,
+            key.role.value,
+            f"{key.created_at:%Y-%m-%d %H:%M}",
+            f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "",
+        )
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    prefix: Annotated[str, typer.Argument(help="The key's prefix, as listed.")],
+) -> None:
+    """Revoke every active key with PREFIX; requests with it are refused from then on."""
+    revoked = _run(lambda services: services.keys.revoke(prefix))
+    typer.echo(f"revoked {len(revoked)} key(s): {', '.join(k.name for k in revoked)}")
+
+
+def _output_paths(output: Path, count: int) -> list[Path]:
+    if count == 1:
+        return [output]
+    return [output.with_name(f"{output.stem}-{i}{output.suffix}") for i in range(1, count + 1)]
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="What to draw.")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="File to write (.png/.jpg/.webp).")
+    ],
+    model: Annotated[str | None, typer.Option(help="Model [default: the default model].")] = None,
+    size: Annotated[str | None, typer.Option(help="WxH, e.g. 1024x1024.")] = None,
+    n: Annotated[int, typer.Option("-n", help="How many images (files get -1, -2, ...).")] = 1,
+    seed: Annotated[int | None, typer.Option(help="Seed, where the model takes one.")] = None,
+) -> None:
+    """Generate images in-process (no server needed) and write them to files."""
+    output_format = _EXTENSIONS.get(output.suffix.lower())
+    if output_format is None:
+        err.print(f"[red]error:[/red] --output must end in one of {', '.join(_EXTENSIONS)}")
+        raise typer.Exit(2)
+    request = GenerationRequest(
+        prompt=prompt,
+        model=model,
+        n=n,
+        size=size,
+        seed=seed,
+        output_format=output_format,
+        response_format=ResponseFormat.B64_JSON,
+    )
+
+    async def work(services: Services) -> list[Path]:
+        principal = await services.keys.local_cli_principal()
+        with err.status(f"Generating {n} image(s)…", spinner="dots"):
+            result = await services.generations.generate(principal, request)
+        paths = _output_paths(output, len(result.images))
+        for path, image in zip(paths, result.images, strict=True):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(image.data)
+        return paths
+
+    for path in _run(work):
+        typer.echo(str(path))
+
+
+def main() -> None:
+    app(prog_name="imagegate")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

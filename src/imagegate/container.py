@@ -1,0 +1,81 @@
+"""The composition root: the one place that names concrete backends and owns their lifecycles.
+
+``build_services(settings)`` builds everything from its own settings slice and closes it all on
+exit. The API, the CLI and the tests all start here; nothing is built at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from imagegate.catalog import Catalog
+from imagegate.db.engine import SqlDatabase, create_engine, upgrade_to_head
+from imagegate.db.generations import SqlGenerationRepository
+from imagegate.db.keys import SqlKeyRepository
+from imagegate.errors import ConfigurationError
+from imagegate.providers.builtin import BuiltinProvider
+from imagegate.providers.router import Router
+from imagegate.services.generations import GenerationService
+from imagegate.services.health import HealthService
+from imagegate.services.images import ImageFileService
+from imagegate.services.keys import KeyService
+from imagegate.settings import Settings
+from imagegate.storage.base import BlobStore
+from imagegate.storage.local import LocalBlobStore
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Everything a front end may call."""
+
+    settings: Settings
+    keys: KeyService
+    generations: GenerationService
+    image_files: ImageFileService
+    health: HealthService
+
+
+def _build_blob_store(settings: Settings) -> BlobStore:
+    if settings.storage.backend == "local":
+        return LocalBlobStore(settings.storage_root, settings.base_url)
+    raise ConfigurationError(
+        f"IMAGEGATE_STORAGE__BACKEND={settings.storage.backend!r} is not supported; use 'local'.",
+        param="IMAGEGATE_STORAGE__BACKEND",
+    )
+
+
+@asynccontextmanager
+async def build_services(settings: Settings) -> AsyncIterator[Services]:
+    catalog = Catalog.load()
+    if settings.default_model not in catalog:
+        raise ConfigurationError(
+            f"IMAGEGATE_DEFAULT_MODEL={settings.default_model!r} is not in the model catalogue.",
+            param="IMAGEGATE_DEFAULT_MODEL",
+        )
+    blobs = _build_blob_store(settings)
+    engine = create_engine(settings.database_url, settings.database)
+    router = Router({"builtin": BuiltinProvider()})
+    generation_records = SqlGenerationRepository(engine)
+    try:
+        if settings.database.auto_migrate:
+            await upgrade_to_head(engine)
+        yield Services(
+            settings=settings,
+            keys=KeyService(SqlKeyRepository(engine), settings.auth_cache_seconds),
+            generations=GenerationService(
+                catalog,
+                router,
+                blobs,
+                generation_records,
+                default_model=settings.default_model,
+                max_pixels=settings.max_image_pixels,
+            ),
+            image_files=ImageFileService(blobs),
+            health=HealthService(SqlDatabase(engine), blobs),
+        )
+    finally:
+        await generation_records.aclose()
+        await router.aclose()
+        await engine.dispose()

@@ -1,0 +1,1 @@
+"""SQL records (SQLite by default, PostgreSQL at scale); never touches image bytes."""

@@ -1,0 +1,199 @@
+"""Generation records: one transaction per generation, many generations per commit.
+
+``record()`` returns only once its rows are committed, so a client never sees a result the
+database does not hold. Concurrent callers share commits ("group commit"): one writer task
+drains everything waiting and writes it in a single transaction, which keeps SQLite's single
+writer busy with useful work instead of lock hand-offs. If a shared commit fails, each record is
+retried alone so one bad row cannot fail its neighbours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from imagegate.db.tables import events, generations, images
+from imagegate.errors import Unavailable
+from imagegate.models import Event, Generation, Outcome, StoredImage
+
+MAX_BATCH = 256
+
+_Pending = tuple[Generation, asyncio.Future[None]]
+
+
+def _generation_row(g: Generation) -> dict[str, Any]:
+    return {
+        "id": g.id,
+        "user_id": g.user_id,
+        "api_key_id": g.key_id,
+        "model": g.model,
+        "provider": g.provider,
+        "upstream_model": g.upstream_model,
+        "prompt": g.prompt,
+        "params": g.params,
+        "cache_key": g.cache_key,
+        "outcome": g.outcome.value,
+        "n": g.n,
+        "attempts": g.attempts,
+        "latency_ms": g.latency_ms,
+        "estimated_cost_micro_usd": g.estimated_cost_micro_usd,
+        "cost_micro_usd": g.cost_micro_usd,
+        "saved_cost_micro_usd": 0,
+        "error_code": g.error_code,
+        "error_message": g.error_message,
+        "created_at": g.created_at,
+        "completed_at": g.completed_at,
+    }
+
+
+def _image_rows(g: Generation) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": uuid.uuid4().hex,
+            "generation_id": g.id,
+            "position": position,
+            "content_hash": image.content_hash,
+            "storage_key": image.storage_key,
+            "mime": image.mime,
+            "width": image.width,
+            "height": image.height,
+            "byte_size": image.byte_size,
+            "revised_prompt": image.revised_prompt,
+            "created_at": g.completed_at,
+        }
+        for position, image in enumerate(g.images)
+    ]
+
+
+def _event_rows(g: Generation) -> list[dict[str, Any]]:
+    return [
+        {"generation_id": g.id, "type": e.type, "data": e.data, "created_at": e.at}
+        for e in g.events
+    ]
+
+
+async def _insert(conn: AsyncConnection, batch: list[Generation]) -> None:
+    await conn.execute(generations.insert(), [_generation_row(g) for g in batch])
+    image_rows = [row for g in batch for row in _image_rows(g)]
+    if image_rows:
+        await conn.execute(images.insert(), image_rows)
+    event_rows = [row for g in batch for row in _event_rows(g)]
+    if event_rows:
+        await conn.execute(events.insert(), event_rows)
+
+
+class SqlGenerationRepository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._pending: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+
+    async def record(self, generation: Generation) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.put_nowait((generation, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_forever(), name="generation-writer")
+        await done
+
+    async def _write_forever(self) -> None:
+        while True:
+            batch = [await self._pending.get()]
+            while len(batch) < MAX_BATCH and not self._pending.empty():
+                batch.append(self._pending.get_nowait())
+            await self._write(batch)
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        try:
+            async with self._engine.begin() as conn:
+                await _insert(conn, [g for g, _ in batch])
+        except SQLAlchemyError as exc:
+            if len(batch) > 1:
+                for one in batch:
+                    await self._write([one])
+                return
+            _, done = batch[0]
+            if not done.done():
+                done.set_exception(
+                    Unavailable(f"could not record generation: {type(exc).__name__}")
+                )
+            return
+        for _, done in batch:
+            if not done.done():
+                done.set_result(None)
+
+    async def aclose(self) -> None:
+        """Finish writing what is queued, then stop the writer."""
+        while not self._pending.empty():
+            batch: list[_Pending] = []
+            while not self._pending.empty() and len(batch) < MAX_BATCH:
+                batch.append(self._pending.get_nowait())
+            await self._write(batch)
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+
+    async def get(self, generation_id: str) -> Generation | None:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(sa.select(generations).where(generations.c.id == generation_id))
+            ).first()
+            if row is None:
+                return None
+            image_rows = await conn.execute(
+                sa.select(images)
+                .where(images.c.generation_id == generation_id)
+                .order_by(images.c.position)
+            )
+            event_rows = await conn.execute(
+                sa.select(events)
+                .where(events.c.generation_id == generation_id)
+                .order_by(events.c.id)
+            )
+            return _to_generation(row, list(image_rows), list(event_rows))
+
+
+def _to_generation(
+    row: sa.Row[Any], image_rows: list[sa.Row[Any]], event_rows: list[sa.Row[Any]]
+) -> Generation:
+    m = row._mapping
+    return Generation(
+        id=m["id"],
+        user_id=m["user_id"],
+        key_id=m["api_key_id"],
+        model=m["model"],
+        provider=m["provider"],
+        upstream_model=m["upstream_model"],
+        prompt=m["prompt"],
+        n=m["n"],
+        params=m["params"],
+        cache_key=m["cache_key"],
+        outcome=Outcome(m["outcome"]),
+        attempts=m["attempts"],
+        latency_ms=m["latency_ms"],
+        estimated_cost_micro_usd=m["estimated_cost_micro_usd"],
+        cost_micro_usd=m["cost_micro_usd"],
+        created_at=m["created_at"],
+        completed_at=m["completed_at"],
+        error_code=m["error_code"],
+        error_message=m["error_message"],
+        images=tuple(
+            StoredImage(
+                content_hash=i.content_hash,
+                storage_key=i.storage_key,
+                mime=i.mime,
+                width=i.width,
+                height=i.height,
+                byte_size=i.byte_size,
+                revised_prompt=i.revised_prompt,
+            )
+            for i in image_rows
+        ),
+        events=tuple(Event(type=e.type, at=e.created_at, data=e.data) for e in event_rows),
+    )

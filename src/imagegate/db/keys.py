@@ -1,0 +1,116 @@
+"""Users and API keys in SQL. Only key hashes are stored; secrets never reach this module."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from imagegate.db.tables import api_keys, users
+from imagegate.models import ApiKey, Role
+
+_KEY_COLUMNS = (
+    api_keys.c.id,
+    api_keys.c.user_id,
+    users.c.name.label("user_name"),
+    users.c.role,
+    api_keys.c.name,
+    api_keys.c.prefix,
+    api_keys.c.created_at,
+    api_keys.c.revoked_at,
+)
+
+
+def _to_key(row: sa.Row[tuple[object, ...]]) -> ApiKey:
+    m = row._mapping
+    return ApiKey(
+        id=m["id"],
+        user_id=m["user_id"],
+        user_name=m["user_name"],
+        role=Role(m["role"]),
+        name=m["name"],
+        prefix=m["prefix"],
+        created_at=m["created_at"],
+        revoked_at=m["revoked_at"],
+    )
+
+
+def _keys_query() -> sa.Select[tuple[object, ...]]:
+    return sa.select(*_KEY_COLUMNS).join(users, users.c.id == api_keys.c.user_id)
+
+
+class SqlKeyRepository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def ensure_user(self, name: str, role: Role) -> tuple[str, Role]:
+        select_user = sa.select(users.c.id, users.c.role).where(users.c.name == name)
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(select_user)).first()
+            if row is not None:
+                return row.id, Role(row.role)
+        try:
+            async with self._engine.begin() as conn:
+                user_id = uuid.uuid4().hex
+                await conn.execute(
+                    users.insert().values(
+                        id=user_id, name=name, role=role.value, created_at=datetime.now(UTC)
+                    )
+                )
+                return user_id, role
+        except IntegrityError:  # another process created it between our select and insert
+            async with self._engine.connect() as conn:
+                row = (await conn.execute(select_user)).one()
+                return row.id, Role(row.role)
+
+    async def insert_key(self, key: ApiKey, key_hash: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                api_keys.insert().values(
+                    id=key.id,
+                    user_id=key.user_id,
+                    name=key.name,
+                    prefix=key.prefix,
+                    key_hash=key_hash,
+                    created_at=key.created_at,
+                )
+            )
+
+    async def find_active_by_hash(self, key_hash: str) -> tuple[ApiKey, str] | None:
+        query = (
+            _keys_query()
+            .add_columns(api_keys.c.key_hash)
+            .where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else (_to_key(row), row.key_hash)
+
+    async def list_keys(self, include_revoked: bool) -> list[ApiKey]:
+        query = _keys_query().order_by(api_keys.c.created_at)
+        if not include_revoked:
+            query = query.where(api_keys.c.revoked_at.is_(None))
+        async with self._engine.connect() as conn:
+            return [_to_key(row) for row in await conn.execute(query)]
+
+    async def revoke(self, prefix: str) -> list[ApiKey]:
+        active = (api_keys.c.prefix == prefix) & api_keys.c.revoked_at.is_(None)
+        async with self._engine.begin() as conn:
+            found = [_to_key(row) for row in await conn.execute(_keys_query().where(active))]
+            if found:
+                await conn.execute(
+                    api_keys.update().where(active).values(revoked_at=datetime.now(UTC))
+                )
+        return found
+
+    async def count_active_admin_keys(self) -> int:
+        query = (
+            sa.select(sa.func.count())
+            .select_from(api_keys.join(users, users.c.id == api_keys.c.user_id))
+            .where(api_keys.c.revoked_at.is_(None), users.c.role == Role.ADMIN.value)
+        )
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())

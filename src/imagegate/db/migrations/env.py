@@ -1,0 +1,15 @@
+"""Alembic environment: runs on the connection ``imagegate migrate`` hands it."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from imagegate.db.tables import metadata
+
+connection = context.config.attributes.get("connection")
+if connection is None:
+    raise RuntimeError("run migrations with `imagegate migrate`, not the alembic command")
+
+context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+with context.begin_transaction():
+    context.run_migrations()

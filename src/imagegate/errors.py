@@ -1,0 +1,143 @@
+"""Every way imagegate can fail, as one tree.
+
+    ImagegateError                      500 server_error            (a bug: never raised on purpose)
+    ├── InvalidRequest                  400 invalid_request_error   (the caller can fix the request)
+    │   ├── UnsupportedParameter        400 unsupported_parameter
+    │   ├── ContentPolicyViolation      400 content_policy_violation
+    │   └── PayloadTooLarge             413 payload_too_large
+    ├── AuthenticationFailed            401 invalid_api_key
+    ├── NotFound                        404 not_found
+    │   └── ModelNotFound               404 model_not_found
+    ├── RateLimited                     429 rate_limit_exceeded     (carries retry_after)
+    ├── ProviderError                   502 upstream_error          (retryable unless noted)
+    │   ├── ProviderTimeout             504 upstream_timeout
+    │   └── ProviderRejected            502 upstream_rejected       (not retryable)
+    ├── Unavailable                     503 service_unavailable     (database or storage down)
+    │   └── StorageError                507 storage_error
+    └── ConfigurationError              --- invalid_setting         (at start-up: exit code 2)
+
+Each class knows its HTTP status, the OpenAI error ``type`` and a stable ``code``; the API turns
+any of them into ``{"error": {"message", "type", "param", "code"}}`` in one place
+(``api/errors.py``). Callers catch at the level they care about: the router retries on
+``retryable``, the API maps everything.
+"""
+
+from __future__ import annotations
+
+
+class ImagegateError(Exception):
+    """Base of the tree. Raised directly only for bugs; the API reports it as a 500."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str = "internal_error"
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.retry_after = retry_after
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, code={self.code!r}, param={self.param!r})"
+
+
+class InvalidRequest(ImagegateError):
+    """The request is malformed or outside the model's limits; ``param`` names the field."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_value"
+
+
+class UnsupportedParameter(InvalidRequest):
+    """A parameter this model (or route) cannot honour."""
+
+    code = "unsupported_parameter"
+
+
+class ContentPolicyViolation(InvalidRequest):
+    """The provider's safety system refused the prompt or the result; never retried."""
+
+    code = "content_policy_violation"
+
+
+class PayloadTooLarge(InvalidRequest):
+    status = 413
+    code = "payload_too_large"
+
+
+class AuthenticationFailed(ImagegateError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class NotFound(ImagegateError):
+    """Unknown or not the caller's: both are 404 so existence is never confirmed."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class RateLimited(ImagegateError):
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+    retryable = True
+
+
+class ProviderError(ImagegateError):
+    """An upstream provider failed in a way that another attempt may fix."""
+
+    status = 502
+    type = "server_error"
+    code = "upstream_error"
+    retryable = True
+
+
+class ProviderTimeout(ProviderError):
+    status = 504
+    code = "upstream_timeout"
+
+
+class ProviderRejected(ProviderError):
+    """The provider refused the call for a reason a retry cannot fix (auth, bad parameters)."""
+
+    code = "upstream_rejected"
+    retryable = False
+
+
+class Unavailable(ImagegateError):
+    """A backend imagegate needs (database, storage) cannot be reached right now."""
+
+    status = 503
+    type = "server_error"
+    code = "service_unavailable"
+    retryable = True
+
+
+class StorageError(Unavailable):
+    status = 507
+    code = "storage_error"
+
+
+class ConfigurationError(ImagegateError):
+    """A setting or the model catalogue is invalid; raised at start-up, the CLI exits with 2."""
+
+    code = "invalid_setting"

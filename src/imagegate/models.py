@@ -1,0 +1,180 @@
+"""Domain types shared by every layer.
+
+Plain frozen dataclasses: the API schemas (``api/schemas.py``) and the SQL rows
+(``db/tables.py``) are separate shapes that convert to and from these.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    USER = "user"
+
+
+class OutputFormat(enum.StrEnum):
+    PNG = "png"
+    JPEG = "jpeg"
+    WEBP = "webp"
+
+    @property
+    def mime(self) -> str:
+        return f"image/{self.value}"
+
+
+class ResponseFormat(enum.StrEnum):
+    URL = "url"
+    B64_JSON = "b64_json"
+
+
+class Outcome(enum.StrEnum):
+    """What happened to one generation request (more outcomes come with caching)."""
+
+    GENERATED = "generated"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Size:
+    width: int
+    height: int
+
+    def __str__(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is asking: the owner of the API key (or the local CLI user)."""
+
+    user_id: str
+    user_name: str
+    role: Role
+    key_id: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """A request as a front end received it; ``size`` and ``quality`` are still raw strings.
+
+    ``services.generations`` resolves it against the catalogue into a ``NormalizedRequest``.
+    """
+
+    prompt: str
+    model: str | None = None
+    n: int = 1
+    size: str | None = None
+    quality: str | None = None
+    style: str | None = None
+    background: str | None = None
+    output_format: OutputFormat | None = None
+    output_compression: int | None = None
+    response_format: ResponseFormat = ResponseFormat.URL
+    seed: int | None = None
+    user: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizedRequest:
+    """A request checked against its model's catalogue entry, with every default filled in.
+
+    This is what providers receive and what the cache key is computed from.
+    """
+
+    model: str
+    prompt: str
+    n: int
+    size: Size
+    quality: str
+    output_format: OutputFormat
+    output_compression: int | None
+    style: str | None
+    background: str | None
+    seed: int | None
+    response_format: ResponseFormat
+
+
+@dataclass(frozen=True, slots=True)
+class RawImage:
+    """Bytes as a provider returned them, before verification and conversion."""
+
+    data: bytes
+    mime: str
+    revised_prompt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderResult:
+    provider: str
+    upstream_model: str
+    images: tuple[RawImage, ...]
+    cost_micro_usd: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StoredImage:
+    """An image as kept: addressed by its content, with the facts read from its bytes."""
+
+    content_hash: str
+    storage_key: str
+    mime: str
+    width: int
+    height: int
+    byte_size: int
+    revised_prompt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: str
+    at: datetime
+    data: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """One request's record: what was asked, what happened, what it cost."""
+
+    id: str
+    user_id: str
+    key_id: str | None
+    model: str
+    provider: str | None
+    upstream_model: str | None
+    prompt: str
+    n: int
+    params: dict[str, object]
+    cache_key: str
+    outcome: Outcome
+    attempts: int
+    latency_ms: int
+    estimated_cost_micro_usd: int
+    cost_micro_usd: int
+    created_at: datetime
+    completed_at: datetime
+    error_code: str | None = None
+    error_message: str | None = None
+    images: tuple[StoredImage, ...] = ()
+    events: tuple[Event, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key's record; the secret itself is never kept, only its hash."""
+
+    id: str
+    user_id: str
+    user_name: str
+    role: Role
+    name: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None = None

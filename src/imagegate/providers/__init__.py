@@ -1,0 +1,1 @@
+"""Image providers behind one protocol, and the router that picks among them."""

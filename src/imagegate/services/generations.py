@@ -1,0 +1,200 @@
+"""The spine of one request: validate -> route -> verify and store -> record -> respond.
+
+Every front end builds a ``GenerationRequest`` and calls ``GenerationService.generate``. Bad
+input is refused before anything is written; a provider failure is recorded as a ``failed``
+generation and re-raised for the front end to report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from imagegate.catalog import Catalog, ModelSpec
+from imagegate.db.base import GenerationRepository
+from imagegate.errors import ImagegateError, NotFound, Unavailable
+from imagegate.fingerprint import cache_key, normalize_request
+from imagegate.models import (
+    Event,
+    Generation,
+    GenerationRequest,
+    NormalizedRequest,
+    Outcome,
+    Principal,
+    RawImage,
+    StoredImage,
+)
+from imagegate.providers.base import ModelRouter
+from imagegate.storage.base import BlobStore, content_key
+from imagegate.storage.images import prepare
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveredImage:
+    """A stored image as the caller receives it: its permanent URL and its bytes."""
+
+    image: StoredImage
+    url: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationResult:
+    generation: Generation
+    images: tuple[DeliveredImage, ...]
+
+
+def request_params(request: NormalizedRequest, end_user: str | None) -> dict[str, object]:
+    """The normalized parameters as recorded on the generation (JSON-safe)."""
+    return {
+        "n": request.n,
+        "size": str(request.size),
+        "quality": request.quality,
+        "output_format": request.output_format.value,
+        "output_compression": request.output_compression,
+        "style": request.style,
+        "background": request.background,
+        "seed": request.seed,
+        "response_format": request.response_format.value,
+        "user": end_user,
+    }
+
+
+class GenerationService:
+    def __init__(
+        self,
+        catalog: Catalog,
+        router: ModelRouter,
+        blobs: BlobStore,
+        generations: GenerationRepository,
+        *,
+        default_model: str,
+        max_pixels: int,
+    ) -> None:
+        self._catalog = catalog
+        self._router = router
+        self._blobs = blobs
+        self._generations = generations
+        self._default_model = default_model
+        self._max_pixels = max_pixels
+
+    def available_models(self) -> list[ModelSpec]:
+        """Models a configured provider serves; others are never called."""
+        return [spec for spec in self._catalog if self._router.serves(spec)]
+
+    async def get(self, principal: Principal, generation_id: str) -> Generation:
+        """One generation of the caller's (any, for admins); NotFound otherwise."""
+        generation = await self._generations.get(generation_id)
+        if generation is None or not (
+            principal.is_admin or generation.user_id == principal.user_id
+        ):
+            raise NotFound(f"No generation {generation_id!r}.", param="id")
+        return generation
+
+    def resolve(self, request: GenerationRequest) -> tuple[ModelSpec, NormalizedRequest]:
+        """Check ``request`` against its model; raises before anything is written."""
+        spec = self._catalog.get(request.model or self._default_model)
+        return spec, normalize_request(request, spec)
+
+    async def generate(self, principal: Principal, request: GenerationRequest) -> GenerationResult:
+        spec, normalized = self.resolve(request)
+        started_at = datetime.now(UTC)
+        started = time.perf_counter()
+        draft = Generation(
+            id=uuid.uuid4().hex,
+            user_id=principal.user_id,
+            key_id=principal.key_id,
+            model=spec.name,
+            provider=spec.provider,
+            upstream_model=spec.upstream_model,
+            prompt=normalized.prompt,
+            n=normalized.n,
+            params=request_params(normalized, request.user),
+            cache_key=cache_key(normalized),
+            outcome=Outcome.GENERATED,
+            attempts=1,
+            latency_ms=0,
+            estimated_cost_micro_usd=spec.price_micro_usd(normalized.quality, normalized.size)
+            * normalized.n,
+            cost_micro_usd=0,
+            created_at=started_at,
+            completed_at=started_at,
+        )
+        begin = Event("generation_started", started_at, {"model": spec.name, "n": normalized.n})
+        try:
+            result = await self._router.generate(spec, normalized)
+            delivered = await self._store_all(result.images, normalized)
+        except Exception as exc:
+            await self._record_failure(draft, begin, exc, started)
+            raise
+        completed_at = datetime.now(UTC)
+        latency_ms = _elapsed_ms(started)
+        generation = replace(
+            draft,
+            provider=result.provider,
+            upstream_model=result.upstream_model,
+            latency_ms=latency_ms,
+            cost_micro_usd=result.cost_micro_usd,
+            completed_at=completed_at,
+            images=tuple(d.image for d in delivered),
+            events=(
+                begin,
+                Event(
+                    "generation_completed",
+                    completed_at,
+                    {"latency_ms": latency_ms, "images": len(delivered)},
+                ),
+            ),
+        )
+        await self._generations.record(generation)
+        return GenerationResult(generation=generation, images=delivered)
+
+    async def _store_all(
+        self, images: Sequence[RawImage], request: NormalizedRequest
+    ) -> tuple[DeliveredImage, ...]:
+        return tuple(await asyncio.gather(*(self._store(raw, request) for raw in images)))
+
+    async def _store(self, raw: RawImage, request: NormalizedRequest) -> DeliveredImage:
+        prepared = await asyncio.to_thread(
+            prepare, raw.data, request.output_format, request.output_compression, self._max_pixels
+        )
+        key = content_key(prepared.data, request.output_format)
+        await self._blobs.put(key, prepared.data)
+        image = StoredImage(
+            content_hash=key.partition(".")[0],
+            storage_key=key,
+            mime=request.output_format.mime,
+            width=prepared.width,
+            height=prepared.height,
+            byte_size=len(prepared.data),
+            revised_prompt=raw.revised_prompt,
+        )
+        return DeliveredImage(image=image, url=self._blobs.url_for(key), data=prepared.data)
+
+    async def _record_failure(
+        self, draft: Generation, begin: Event, exc: Exception, started: float
+    ) -> None:
+        code = exc.code if isinstance(exc, ImagegateError) else "internal_error"
+        message = exc.message if isinstance(exc, ImagegateError) else type(exc).__name__
+        completed_at = datetime.now(UTC)
+        failed = replace(
+            draft,
+            outcome=Outcome.FAILED,
+            latency_ms=_elapsed_ms(started),
+            completed_at=completed_at,
+            error_code=code,
+            error_message=message,
+            events=(begin, Event("generation_failed", completed_at, {"code": code})),
+        )
+        # The caller gets the original error; losing the failure record is the lesser harm.
+        with contextlib.suppress(Unavailable):
+            await self._generations.record(failed)
+
+
+def _elapsed_ms(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)

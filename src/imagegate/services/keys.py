@@ -1,0 +1,125 @@
+"""API keys: issue, list, revoke, and turn a bearer secret into a Principal.
+
+Secrets are ``ig_`` + 43 URL-safe characters (32 random bytes). Only their SHA-256 is stored;
+the first 11 characters are kept as a prefix so people can tell keys apart. Verified keys are
+remembered for ``auth_cache_seconds`` so the hot path does not read the database per request;
+a revoke in this process takes effect at once, one in another process within that time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from imagegate.db.base import KeyRepository
+from imagegate.errors import AuthenticationFailed, NotFound
+from imagegate.models import ApiKey, Principal, Role
+
+SECRET_PREFIX = "ig_"  # noqa: S105 - a public marker, not a secret
+DISPLAY_PREFIX_LENGTH = 11
+BOOTSTRAP_ADMIN = "admin"
+LOCAL_CLI_USER = "local-cli"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    """A new key: ``secret`` is shown once and never stored."""
+
+    key: ApiKey
+    secret: str
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+class KeyService:
+    def __init__(self, keys: KeyRepository, cache_seconds: float) -> None:
+        self._keys = keys
+        self._cache_seconds = cache_seconds
+        self._verified: dict[str, tuple[float, Principal]] = {}
+
+    async def create(self, name: str, role: Role = Role.USER, user: str | None = None) -> IssuedKey:
+        """Issue a key for ``user`` (default: a user named like the key, created if new)."""
+        user_id, user_role = await self._keys.ensure_user(user or name, role)
+        secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+        key = ApiKey(
+            id=uuid.uuid4().hex,
+            user_id=user_id,
+            user_name=user or name,
+            role=user_role,
+            name=name,
+            prefix=secret[:DISPLAY_PREFIX_LENGTH],
+            created_at=datetime.now(UTC),
+        )
+        await self._keys.insert_key(key, hash_secret(secret))
+        return IssuedKey(key=key, secret=secret)
+
+    async def list_keys(self, include_revoked: bool = False) -> list[ApiKey]:
+        return await self._keys.list_keys(include_revoked)
+
+    async def revoke(self, prefix: str) -> list[ApiKey]:
+        revoked = await self._keys.revoke(prefix)
+        if not revoked:
+            raise NotFound(f"No active API key has the prefix {prefix!r}.", param="prefix")
+        revoked_ids = {key.id for key in revoked}
+        self._verified = {
+            h: entry for h, entry in self._verified.items() if entry[1].key_id not in revoked_ids
+        }
+        return revoked
+
+    async def ensure_bootstrap_admin(self) -> IssuedKey | None:
+        """On first start, issue the one admin key (returned once for printing); else None."""
+        if await self._keys.count_active_admin_keys():
+            return None
+        return await self.create(BOOTSTRAP_ADMIN, Role.ADMIN)
+
+    async def local_cli_principal(self) -> Principal:
+        """The owner of what the CLI generates in-process, without a key."""
+        user_id, role = await self._keys.ensure_user(LOCAL_CLI_USER, Role.ADMIN)
+        return Principal(user_id=user_id, user_name=LOCAL_CLI_USER, role=role)
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        """The Principal behind an ``Authorization: Bearer ig_...`` header value."""
+        secret = _bearer_secret(authorization)
+        digest = hash_secret(secret)
+        now = time.monotonic()
+        cached = self._verified.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        found = await self._keys.find_active_by_hash(digest)
+        # The index lookup is by hash, so its timing says nothing about the secret; the final
+        # comparison of what the database holds is constant-time all the same.
+        if found is None or not hmac.compare_digest(found[1], digest):
+            self._verified.pop(digest, None)
+            raise AuthenticationFailed(
+                f"Incorrect API key provided: {_redact(secret)}. Create one with "
+                "`imagegate keys create`."
+            )
+        key = found[0]
+        principal = Principal(
+            user_id=key.user_id, user_name=key.user_name, role=key.role, key_id=key.id
+        )
+        if self._cache_seconds > 0:
+            self._verified[digest] = (now + self._cache_seconds, principal)
+        return principal
+
+
+def _bearer_secret(authorization: str | None) -> str:
+    if not authorization:
+        raise AuthenticationFailed(
+            "You didn't provide an API key. Send it as 'Authorization: Bearer ig_...'."
+        )
+    scheme, _, secret = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise AuthenticationFailed("The Authorization header must be 'Bearer <API key>'.")
+    return secret.strip()
+
+
+def _redact(secret: str) -> str:
+    return secret[:6] + "***" if len(secret) > 10 else "***"

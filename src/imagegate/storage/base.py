@@ -1,0 +1,50 @@
+"""The BlobStore protocol: content-addressed bytes, addressed by key, never by filesystem path."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Protocol
+
+from imagegate.models import OutputFormat
+
+_MIME_BY_EXTENSION = {f.value: f.mime for f in OutputFormat}
+_KEY_PATTERN = re.compile(r"^[0-9a-f]{64}\.(?:png|jpeg|webp)$")
+
+
+def content_key(data: bytes, output_format: OutputFormat) -> str:
+    """The storage key of ``data``: its SHA-256 and its format, so the same bytes are kept once."""
+    return f"{hashlib.sha256(data).hexdigest()}.{output_format.value}"
+
+
+def is_valid_key(key: str) -> bool:
+    """Only keys this gateway could have made; anything else (``../``, odd names) is refused."""
+    return _KEY_PATTERN.fullmatch(key) is not None
+
+
+def mime_for_key(key: str) -> str:
+    return _MIME_BY_EXTENSION.get(key.rpartition(".")[2], "application/octet-stream")
+
+
+class BlobStore(Protocol):
+    """Bytes by key. Writes are atomic: a reader sees all of a blob or none of it."""
+
+    async def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key``; storing the same key twice is a cheap no-op."""
+        ...
+
+    async def get(self, key: str) -> bytes | None:
+        """The bytes under ``key``, or None when there are none."""
+        ...
+
+    async def exists(self, key: str) -> bool: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    def url_for(self, key: str) -> str:
+        """The permanent public URL of ``key``; the one place image URLs are made."""
+        ...
+
+    async def check(self) -> None:
+        """Raise ``Unavailable`` when the store cannot be written (used by /readyz)."""
+        ...

@@ -1,0 +1,60 @@
+"""Shared fixtures: real SQLite files, real local storage, a fresh app per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.support import DataDir
+
+from imagegate.api.app import create_app
+from imagegate.container import Services, build_services
+from imagegate.models import Role
+from imagegate.settings import Settings
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", public_url="http://testserver")
+
+
+@pytest.fixture
+async def services(settings: Settings) -> AsyncIterator[Services]:
+    async with build_services(settings) as built:
+        yield built
+
+
+@pytest.fixture
+async def client(services: Services) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(services))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+async def user_key(services: Services) -> str:
+    return (await services.keys.create("user-a", Role.USER)).secret
+
+
+@pytest.fixture
+def auth(user_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {user_key}"}
+
+
+@pytest.fixture
+def data_dir(settings: Settings) -> DataDir:
+    return DataDir(settings)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The PostgreSQL server the integration suites use; required in CI, skipped elsewhere."""
+    url = os.environ.get("IMAGEGATE_TEST_POSTGRES_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("CI must set IMAGEGATE_TEST_POSTGRES_URL (see .ci/run)")
+        pytest.skip("PostgreSQL suite: set IMAGEGATE_TEST_POSTGRES_URL to run it")
+    return url

@@ -1,0 +1,26 @@
+"""Migrations build exactly the schema the code declares, on both databases."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from imagegate.db.engine import create_engine, current_revision, upgrade_to_head
+from imagegate.db.tables import metadata
+from imagegate.settings import DatabaseSettings
+
+
+async def test_upgrade_matches_the_declared_schema_and_is_idempotent(database_url: str) -> None:
+    engine = create_engine(database_url, DatabaseSettings())
+    try:
+        assert await current_revision(engine) is None
+        await upgrade_to_head(engine)
+        await upgrade_to_head(engine)
+        assert await current_revision(engine) == "0001"
+        async with engine.connect() as conn:
+            diff = await conn.run_sync(
+                lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
+            )
+        assert diff == []
+    finally:
+        await engine.dispose()

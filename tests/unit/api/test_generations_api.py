@@ -1,0 +1,166 @@
+"""POST /v1/images/generations through the real app, with real SQLite and real files."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import httpx
+import pytest
+from PIL import Image
+from tests.support import DataDir
+
+
+async def test_url_response_serves_a_real_png_of_the_asked_size(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    response = await client.post(
+        "/v1/images/generations",
+        json={"model": "builtin", "prompt": "a red fox", "size": "512x512"},
+        headers=auth,
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["size"] == "512x512"
+    assert body["output_format"] == "png"
+    (item,) = body["data"]
+    assert item["url"].startswith("http://testserver/files/")
+    image_response = await client.get(item["url"])  # no API key needed
+    assert image_response.headers["content-type"] == "image/png"
+    image = Image.open(io.BytesIO(image_response.content))
+    assert (image.format, image.size) == ("PNG", (512, 512))
+    assert response.headers["x-request-id"]
+    assert response.headers["x-imagegate-provider"] == "builtin"
+
+
+@pytest.mark.parametrize(("fmt", "pil_name"), [("png", "PNG"), ("jpeg", "JPEG"), ("webp", "WEBP")])
+async def test_b64_json_returns_the_bytes_inline_in_the_asked_format(
+    client: httpx.AsyncClient, auth: dict[str, str], fmt: str, pil_name: str
+) -> None:
+    response = await client.post(
+        "/v1/images/generations",
+        json={
+            "prompt": "ocean at night",
+            "size": "256x256",
+            "n": 2,
+            "response_format": "b64_json",
+            "output_format": fmt,
+        },
+        headers=auth,
+    )
+    assert response.status_code == 200
+    data = response.json()["data"]
+    assert len(data) == 2
+    for item in data:
+        assert "url" not in item
+        image = Image.open(io.BytesIO(base64.b64decode(item["b64_json"])))
+        assert (image.format, image.size) == (pil_name, (256, 256))
+
+
+async def test_one_generation_row_with_its_images_and_events(
+    client: httpx.AsyncClient, auth: dict[str, str], data_dir: DataDir
+) -> None:
+    response = await client.post(
+        "/v1/images/generations",
+        json={"prompt": "  a   red fox ", "size": "256x256", "n": 3},
+        headers=auth,
+    )
+    generation_id = response.headers["x-imagegate-generation-id"]
+    [(prompt, outcome, n, cost)] = data_dir.rows(
+        f"SELECT prompt, outcome, n, cost_micro_usd FROM generations WHERE id = '{generation_id}'"  # noqa: S608
+    )
+    assert (prompt, outcome, n, cost) == ("a red fox", "generated", 3, 0)
+    assert data_dir.count("images") == 3
+    events = [row[0] for row in data_dir.rows("SELECT type FROM events ORDER BY id")]
+    assert events == ["generation_started", "generation_completed"]
+    assert len(data_dir.stored_files()) == 3
+
+
+async def test_the_same_image_is_stored_once(
+    client: httpx.AsyncClient, auth: dict[str, str], data_dir: DataDir
+) -> None:
+    body = {"prompt": "a red fox", "size": "256x256", "seed": 3}
+    first = await client.post("/v1/images/generations", json=body, headers=auth)
+    second = await client.post("/v1/images/generations", json=body, headers=auth)
+    assert first.json()["data"][0]["url"] == second.json()["data"][0]["url"]
+    assert data_dir.count("generations") == 2
+    assert len(data_dir.stored_files()) == 1
+
+
+BAD_BODIES = [
+    ({"prompt": "fox", "n": 0}, 400, "n", "between 1 and 10"),
+    ({"prompt": "fox", "n": 11}, 400, "n", "between 1 and 10"),
+    ({"prompt": "fox", "size": "300x300"}, 400, "size", "Supported sizes"),
+    ({"prompt": ""}, 400, "prompt", "must not be empty"),
+    ({"prompt": "x" * 32001}, 400, "prompt", "at most 32000"),
+    ({"prompt": "fox", "model": "dall-e-9"}, 404, "model", "does not exist"),
+    ({"prompt": 42}, 400, "prompt", "Invalid type for 'prompt'"),
+    ({"prompt": "fox", "n": "2"}, 400, "n", "Invalid type for 'n'"),
+    ({"prompt": "fox", "n": 1.5}, 400, "n", "Invalid type for 'n'"),
+    ({"prompt": "fox", "output_format": "gif"}, 400, "output_format", "'png', 'jpeg' or 'webp'"),
+    ({"prompt": "fox", "response_format": "bytes"}, 400, "response_format", "'url' or 'b64_json'"),
+    ({"prompt": "fox", "stream": True}, 400, "stream", "stream"),
+    ({"prompt": "fox", "colour": "red"}, 400, "colour", "Unrecognized request argument"),
+    ({"n": 1}, 400, "prompt", "Missing required parameter: 'prompt'"),
+    ([1, 2], 400, None, "JSON object"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "param", "fragment"), BAD_BODIES)
+async def test_bad_input_is_a_clear_error_and_writes_nothing(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    data_dir: DataDir,
+    body: object,
+    status: int,
+    param: str | None,
+    fragment: str,
+) -> None:
+    response = await client.post("/v1/images/generations", json=body, headers=auth)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["param"] == param
+    assert fragment in error["message"]
+    assert data_dir.count("generations") == 0
+    assert data_dir.stored_files() == []
+
+
+async def test_a_body_that_is_not_json_is_400(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    response = await client.post(
+        "/v1/images/generations",
+        content=b"{not json",
+        headers={**auth, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_json"
+
+
+@pytest.mark.parametrize("header", [None, "Bearer ig_wrong", "Basic dXNlcjpwYXNz"])
+async def test_without_a_valid_key_nothing_is_generated(
+    client: httpx.AsyncClient, data_dir: DataDir, header: str | None
+) -> None:
+    headers = {"Authorization": header} if header else {}
+    response = await client.post(
+        "/v1/images/generations", json={"prompt": "fox", "n": 0}, headers=headers
+    )
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+    assert data_dir.count("generations") == 0
+
+
+async def test_client_request_id_is_echoed_and_bad_ones_replaced(
+    client: httpx.AsyncClient,
+) -> None:
+    echoed = await client.get("/healthz", headers={"X-Request-Id": "req-123"})
+    assert echoed.headers["x-request-id"] == "req-123"
+    replaced = await client.get("/healthz", headers={"X-Request-Id": "bad id <script>"})
+    assert replaced.headers["x-request-id"] not in ("bad id <script>", "")
+
+
+async def test_unknown_routes_are_404_in_the_openai_shape(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/nothing-here")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
