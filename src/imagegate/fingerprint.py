@@ -126,12 +126,9 @@ def normalize_request(request: GenerationRequest, spec: ModelSpec) -> Normalized
     )
 
 
-def cache_key(request: NormalizedRequest) -> str:
-    """SHA-256 over everything that changes the pictures; ``response_format`` does not."""
-    material = {
-        "v": CACHE_KEY_VERSION,
-        "model": request.model,
-        "prompt": request.prompt,
+def picture_params(request: NormalizedRequest) -> dict[str, object]:
+    """The normalized parameters that change the pictures (JSON-safe), prompt and model aside."""
+    return {
         "n": request.n,
         "size": str(request.size),
         "quality": request.quality,
@@ -140,5 +137,15 @@ def cache_key(request: NormalizedRequest) -> str:
         "style": request.style,
         "background": request.background,
         "seed": request.seed,
+    }
+
+
+def cache_key(request: NormalizedRequest) -> str:
+    """SHA-256 over everything that changes the pictures; ``response_format`` does not."""
+    material = {
+        "v": CACHE_KEY_VERSION,
+        "model": request.model,
+        "prompt": request.prompt,
+        **picture_params(request),
     }
     return hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from imagegate.catalog import Catalog, ModelSpec
 from imagegate.db.base import GenerationRepository
 from imagegate.errors import ImagegateError, NotFound, Unavailable
-from imagegate.fingerprint import cache_key, normalize_request
+from imagegate.fingerprint import cache_key, normalize_request, picture_params
 from imagegate.models import (
     Event,
     Generation,
@@ -52,14 +52,7 @@ class GenerationResult:
 def request_params(request: NormalizedRequest, end_user: str | None) -> dict[str, object]:
     """The normalized parameters as recorded on the generation (JSON-safe)."""
     return {
-        "n": request.n,
-        "size": str(request.size),
-        "quality": request.quality,
-        "output_format": request.output_format.value,
-        "output_compression": request.output_compression,
-        "style": request.style,
-        "background": request.background,
-        "seed": request.seed,
+        **picture_params(request),
         "response_format": request.response_format.value,
         "user": end_user,
     }
