@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.processes import ServerProcess, run_cli  # noqa: E402
+from tests.support.processes import ServerProcess, run_cli
 
 LUA = """
 wrk.method = "POST"
