@@ -11,7 +11,10 @@
     ├── RateLimited                     429 rate_limit_exceeded     (carries retry_after)
     ├── ProviderError                   502 upstream_error          (retryable unless noted)
     │   ├── ProviderTimeout             504 upstream_timeout
-    │   └── ProviderRejected            502 upstream_rejected       (not retryable)
+    │   ├── ProviderRateLimited         429 upstream_rate_limited   (carries retry_after)
+    │   ├── ProviderUnavailable         503 upstream_unavailable    (breaker open, no target left)
+    │   └── ProviderRejected            502 upstream_rejected       (not retried; next target tried)
+    │       └── ProviderBadRequest      400 upstream_invalid_request (final: no retry, no fallback)
     ├── Unavailable                     503 service_unavailable     (database or storage down)
     │   └── StorageError                507 storage_error
     └── ConfigurationError              --- invalid_setting         (at start-up: exit code 2)
@@ -32,6 +35,9 @@ class ImagegateError(Exception):
     type: str = "server_error"
     code: str = "internal_error"
     retryable: bool = False
+    """Whether the same call may succeed if made again (the router retries with backoff)."""
+    fallback: bool = False
+    """Whether the router may try the next target of the route after this error."""
 
     def __init__(
         self,
@@ -109,6 +115,7 @@ class ProviderError(ImagegateError):
     type = "server_error"
     code = "upstream_error"
     retryable = True
+    fallback = True
 
 
 class ProviderTimeout(ProviderError):
@@ -116,11 +123,35 @@ class ProviderTimeout(ProviderError):
     code = "upstream_timeout"
 
 
+class ProviderRateLimited(ProviderError):
+    """The provider said slow down; ``retry_after`` is its hint in seconds, if it gave one."""
+
+    status = 429
+    type = "requests"
+    code = "upstream_rate_limited"
+
+
+class ProviderUnavailable(ProviderError):
+    status = 503
+    code = "upstream_unavailable"
+
+
 class ProviderRejected(ProviderError):
-    """The provider refused the call for a reason a retry cannot fix (auth, bad parameters)."""
+    """The provider refused the call for a reason a retry cannot fix (our credentials, an unknown
+    upstream model): the same target is not retried, but the next target of the route is."""
 
     code = "upstream_rejected"
     retryable = False
+    fallback = True
+
+
+class ProviderBadRequest(ProviderRejected):
+    """The provider found the request itself invalid: reported to the caller, no other target."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "upstream_invalid_request"
+    fallback = False
 
 
 class Unavailable(ImagegateError):

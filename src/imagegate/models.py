@@ -31,6 +31,13 @@ class ResponseFormat(enum.StrEnum):
     B64_JSON = "b64_json"
 
 
+class RequestKind(enum.StrEnum):
+    """Text-to-image, or an edit of (or generation from) reference images."""
+
+    GENERATE = "generate"
+    EDIT = "edit"
+
+
 class Outcome(enum.StrEnum):
     """What happened to one generation request (more outcomes come with caching)."""
 
@@ -45,6 +52,19 @@ class Size:
 
     def __str__(self) -> str:
         return f"{self.width}x{self.height}"
+
+
+@dataclass(frozen=True, slots=True)
+class InputImage:
+    """A reference image or mask sent by the caller, already verified and sniffed."""
+
+    data: bytes
+    mime: str
+    content_hash: str
+
+    @property
+    def extension(self) -> str:
+        return self.mime.partition("/")[2] or "bin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +100,10 @@ class GenerationRequest:
     response_format: ResponseFormat = ResponseFormat.URL
     seed: int | None = None
     user: str | None = None
+    negative_prompt: str | None = None
+    images: tuple[InputImage, ...] = ()
+    mask: InputImage | None = None
+    strength: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +124,11 @@ class NormalizedRequest:
     background: str | None
     seed: int | None
     response_format: ResponseFormat
+    kind: RequestKind = RequestKind.GENERATE
+    negative_prompt: str | None = None
+    images: tuple[InputImage, ...] = ()
+    mask: InputImage | None = None
+    strength: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +138,7 @@ class RawImage:
     data: bytes
     mime: str
     revised_prompt: str | None = None
+    seed: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +147,8 @@ class ProviderResult:
     upstream_model: str
     images: tuple[RawImage, ...]
     cost_micro_usd: int = 0
+    usage: dict[str, int] | None = None
+    """Token counts for token-priced models (OpenAI's ``usage``), flattened."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,9 @@ receives only its own slice. Nothing here runs at import time: call ``Settings()
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from imagegate.errors import ConfigurationError
@@ -33,6 +34,36 @@ class StorageSettings(BaseModel):
     root: Path | None = Field(
         default=None, description="Local storage folder; default: `files/` in the data dir."
     )
+
+
+ProviderKind = Literal[
+    "builtin",
+    "openai",
+    "openai_compatible",
+    "google",
+    "vertex",
+    "stability",
+    "cloudflare",
+    "cloudflare_worker",
+]
+
+
+class ProviderSettings(BaseModel):
+    """One configured provider instance; each adapter reads only the fields of its kind."""
+
+    kind: ProviderKind
+    api_key: SecretStr | None = Field(default=None, description="API key or token.")
+    base_url: str | None = Field(
+        default=None, description="Override the provider's API base (fakes, proxies, compatibles)."
+    )
+    project: str | None = Field(default=None, description="Vertex AI: Google Cloud project.")
+    location: str = Field(default="us-central1", description="Vertex AI: region, or 'global'.")
+    account_id: str | None = Field(default=None, description="Cloudflare account id.")
+    method: Literal["GET", "POST"] = Field(
+        default="POST", description="cloudflare_worker: GET with ?prompt= or POST with a key."
+    )
+    timeout_seconds: float = Field(default=60.0, gt=0, description="Per-attempt timeout.")
+    max_concurrency: int = Field(default=10, ge=1, description="Concurrent upstream calls.")
 
 
 class ServerSettings(BaseModel):

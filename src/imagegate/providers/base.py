@@ -1,21 +1,26 @@
-"""The ImageProvider protocol every adapter implements."""
+"""The ImageProvider protocol every adapter implements, and the router's protocol."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from imagegate.catalog import ModelSpec
+from imagegate.catalog import ModelSpec, Target
 from imagegate.models import NormalizedRequest, ProviderResult
 
 
 class ImageProvider(Protocol):
-    """One upstream service. Adapters classify their failures into ``imagegate.errors``."""
+    """One configured upstream service (an instance of a provider kind).
+
+    ``generate`` makes exactly ``request.n`` images (the router never asks for more than the
+    target's ``spec.per_call``), in ``target.spec.upstream_format(request.output_format)``, using
+    ``target.spec.upstream_model`` and merging ``target.params`` into the upstream request. It
+    classifies every failure into ``imagegate.errors`` (see ``providers/http.py``); it never
+    retries: retries, fallback and breakers are the router's.
+    """
 
     name: str
 
-    async def generate(self, request: NormalizedRequest, upstream_model: str) -> ProviderResult:
-        """Make ``request.n`` images, in ``request.output_format`` where the provider can."""
-        ...
+    async def generate(self, request: NormalizedRequest, target: Target) -> ProviderResult: ...
 
     async def aclose(self) -> None: ...
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+from imagegate.catalog import Target
 from imagegate.models import NormalizedRequest, ProviderResult, RawImage
 from imagegate.providers.abstract_art import render_artwork
 from imagegate.storage.images import encode
@@ -17,12 +18,12 @@ from imagegate.storage.images import encode
 class BuiltinProvider:
     name = "builtin"
 
-    async def generate(self, request: NormalizedRequest, upstream_model: str) -> ProviderResult:
+    async def generate(self, request: NormalizedRequest, target: Target) -> ProviderResult:
         images = await asyncio.gather(
             *(asyncio.to_thread(self._render, request, index) for index in range(request.n))
         )
         return ProviderResult(
-            provider=self.name, upstream_model=upstream_model, images=tuple(images)
+            provider=self.name, upstream_model=target.spec.upstream_model, images=tuple(images)
         )
 
     @staticmethod

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from imagegate.catalog import ModelSpec
+from imagegate.catalog import ModelSpec, Target
 from imagegate.errors import ModelNotFound
 from imagegate.models import NormalizedRequest, ProviderResult
 from imagegate.providers.base import ImageProvider
@@ -30,7 +30,7 @@ class Router:
                 "configured on this gateway.",
                 param="model",
             )
-        return await provider.generate(request, spec.upstream_model)
+        return await provider.generate(request, Target(spec=spec, provider=spec.provider))
 
     async def aclose(self) -> None:
         for provider in self._providers.values():
