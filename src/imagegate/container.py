@@ -10,17 +10,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from imagegate.catalog import Catalog
 from imagegate.db.engine import SqlDatabase, create_engine, upgrade_to_head
 from imagegate.db.generations import SqlGenerationRepository
 from imagegate.db.keys import SqlKeyRepository
 from imagegate.errors import ConfigurationError
-from imagegate.providers.builtin import BuiltinProvider
-from imagegate.providers.router import Router
+from imagegate.providers.assembly import build_router
+from imagegate.providers.http import new_client
 from imagegate.services.generations import GenerationService
 from imagegate.services.health import HealthService
 from imagegate.services.images import ImageFileService
 from imagegate.services.keys import KeyService
+from imagegate.services.providers import ProviderStatusService
 from imagegate.settings import Settings
 from imagegate.storage.base import BlobStore
 from imagegate.storage.local import LocalBlobStore
@@ -35,6 +35,7 @@ class Services:
     generations: GenerationService
     image_files: ImageFileService
     health: HealthService
+    providers: ProviderStatusService
 
 
 def _build_blob_store(settings: Settings) -> BlobStore:
@@ -48,15 +49,15 @@ def _build_blob_store(settings: Settings) -> BlobStore:
 
 @asynccontextmanager
 async def build_services(settings: Settings) -> AsyncIterator[Services]:
-    catalog = Catalog.load()
-    if settings.default_model not in catalog:
-        raise ConfigurationError(
-            f"IMAGEGATE_DEFAULT_MODEL={settings.default_model!r} is not in the model catalogue.",
-            param="IMAGEGATE_DEFAULT_MODEL",
-        )
     blobs = _build_blob_store(settings)
+    http_client = new_client()
+    try:
+        assembly = build_router(settings, http_client)
+    except BaseException:
+        await http_client.aclose()
+        raise
+    router = assembly.router
     engine = create_engine(settings.database_url, settings.database)
-    router = Router({"builtin": BuiltinProvider()})
     generation_records = SqlGenerationRepository(engine)
     try:
         if settings.database.auto_migrate:
@@ -65,7 +66,6 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
             settings=settings,
             keys=KeyService(SqlKeyRepository(engine), settings.auth_cache_seconds),
             generations=GenerationService(
-                catalog,
                 router,
                 blobs,
                 generation_records,
@@ -74,8 +74,10 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
             ),
             image_files=ImageFileService(blobs),
             health=HealthService(SqlDatabase(engine), blobs),
+            providers=ProviderStatusService(router, assembly.provider_status),
         )
     finally:
         await generation_records.aclose()
         await router.aclose()
+        await http_client.aclose()
         await engine.dispose()

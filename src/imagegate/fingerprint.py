@@ -15,7 +15,13 @@ import orjson
 
 from imagegate.catalog import ModelSpec, parse_size
 from imagegate.errors import InvalidRequest, UnsupportedParameter
-from imagegate.models import GenerationRequest, NormalizedRequest, OutputFormat, Size
+from imagegate.models import (
+    GenerationRequest,
+    NormalizedRequest,
+    OutputFormat,
+    RequestKind,
+    Size,
+)
 
 AUTO = "auto"
 CACHE_KEY_VERSION = 1
@@ -108,9 +114,9 @@ def normalize_request(request: GenerationRequest, spec: ModelSpec) -> Normalized
             param="output_compression",
         )
     if output_format is OutputFormat.PNG:
-        compression = (
-            None  # PNG is lossless: the setting means nothing and must not split the cache
-        )
+        # PNG is lossless: the setting means nothing and must not split the cache.
+        compression = None
+    kind = _check_inputs(request, spec)
     return NormalizedRequest(
         model=spec.name,
         prompt=prompt,
@@ -123,7 +129,50 @@ def normalize_request(request: GenerationRequest, spec: ModelSpec) -> Normalized
         background=_optional_choice(request.background, spec.backgrounds, "background", spec.name),
         seed=request.seed,
         response_format=request.response_format,
+        kind=kind,
+        negative_prompt=_optional_text(request.negative_prompt, spec, "negative_prompt"),
+        images=request.images,
+        mask=request.mask,
+        strength=request.strength,
     )
+
+
+def _optional_text(value: str | None, spec: ModelSpec, field: str) -> str | None:
+    if value is None or not (text := normalize_prompt(value)):
+        return None
+    if not spec.supports_negative_prompt:
+        raise UnsupportedParameter(
+            f"The parameter {field!r} is not supported by model {spec.name!r}.", param=field
+        )
+    return text
+
+
+def _check_inputs(request: GenerationRequest, spec: ModelSpec) -> RequestKind:
+    """Reference images make an edit; the model must take edits, that many images, a mask."""
+    if request.mask is not None and not request.images:
+        raise InvalidRequest("A mask needs an image to apply to.", param="mask")
+    if not request.images:
+        if request.strength is not None:
+            raise InvalidRequest("strength applies only to edits of an image.", param="strength")
+        return RequestKind.GENERATE
+    if RequestKind.EDIT not in spec.kinds:
+        raise UnsupportedParameter(
+            f"Model {spec.name!r} does not take reference images (it only generates from text).",
+            param="image",
+        )
+    if len(request.images) > spec.max_input_images:
+        raise InvalidRequest(
+            f"Model {spec.name!r} takes at most {spec.max_input_images} image(s); "
+            f"got {len(request.images)}.",
+            param="image",
+        )
+    if request.mask is not None and not spec.supports_mask:
+        raise UnsupportedParameter(f"Model {spec.name!r} does not take a mask.", param="mask")
+    if request.strength is not None and not 0 <= request.strength <= 1:
+        raise InvalidRequest(
+            f"strength must be between 0 and 1; got {request.strength}.", param="strength"
+        )
+    return RequestKind.EDIT
 
 
 def picture_params(request: NormalizedRequest) -> dict[str, object]:
@@ -137,6 +186,11 @@ def picture_params(request: NormalizedRequest) -> dict[str, object]:
         "style": request.style,
         "background": request.background,
         "seed": request.seed,
+        "kind": request.kind.value,
+        "negative_prompt": request.negative_prompt,
+        "images": [image.content_hash for image in request.images],
+        "mask": request.mask.content_hash if request.mask else None,
+        "strength": request.strength,
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from hashlib import sha256
 
 
 class Role(enum.StrEnum):
@@ -65,6 +66,11 @@ class InputImage:
     @property
     def extension(self) -> str:
         return self.mime.partition("/")[2] or "bin"
+
+    @classmethod
+    def from_upload(cls, data: bytes, declared_mime: str | None = None) -> InputImage:
+        """As received; the service re-reads the real type from the bytes before use."""
+        return cls(data, declared_mime or "application/octet-stream", sha256(data).hexdigest())
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +148,18 @@ class RawImage:
 
 
 @dataclass(frozen=True, slots=True)
+class Attempt:
+    """One upstream call made for a request: where, how it ended, how long it took."""
+
+    target: str
+    outcome: str
+    """``ok`` or the error code."""
+    latency_ms: int
+    error: str | None = None
+    """The error class, for failed attempts."""
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderResult:
     provider: str
     upstream_model: str
@@ -196,6 +214,7 @@ class Generation:
     error_message: str | None = None
     images: tuple[StoredImage, ...] = ()
     events: tuple[Event, ...] = ()
+    attempt_log: tuple[Attempt, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,17 +1,22 @@
 """Typed settings, read from ``IMAGEGATE_*`` environment variables.
 
-Nested slices use ``__``: ``IMAGEGATE_DATABASE__URL``, ``IMAGEGATE_STORAGE__ROOT``. Each backend
-receives only its own slice. Nothing here runs at import time: call ``Settings()`` (or
-``load_settings()``) where the process starts.
+Nested slices use ``__``: ``IMAGEGATE_DATABASE__URL``, ``IMAGEGATE_STORAGE__ROOT``. Providers,
+catalogue additions and routes usually live in ``imagegate.yaml`` (see ``YamlFileSource``); the
+environment wins over the file. Each backend receives only its own slice. Nothing here runs at
+import time: call ``Settings()`` (or ``load_settings()``) where the process starts.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import yaml
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from imagegate.errors import ConfigurationError
 
@@ -66,6 +71,43 @@ class ProviderSettings(BaseModel):
     max_concurrency: int = Field(default=10, ge=1, description="Concurrent upstream calls.")
 
 
+class RouteTarget(BaseModel):
+    """One step of a route: a catalogue model at a provider, with parameter overrides."""
+
+    model: str = Field(description="A model name from the catalogue.")
+    provider: str | None = Field(
+        default=None, description="A configured provider; default: the catalogue entry's."
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Merged into the upstream request last."
+    )
+    weight: int = Field(default=1, ge=1, description="Share of first attempts (weighted).")
+
+
+class RouteSettings(BaseModel):
+    """A public model name served by an ordered list of targets."""
+
+    targets: list[RouteTarget] = Field(min_length=1)
+    strategy: Literal["fallback", "weighted"] = Field(
+        default="fallback",
+        description="fallback: first target first; weighted: spread first attempts by weight.",
+    )
+
+
+class ResilienceSettings(BaseModel):
+    """Retries, deadlines and circuit breakers around provider calls."""
+
+    max_attempts: int = Field(default=4, ge=1, description="Upstream calls per request, at most.")
+    max_attempts_per_target: int = Field(default=2, ge=1)
+    backoff_base_seconds: float = Field(default=0.25, gt=0)
+    backoff_max_seconds: float = Field(default=8.0, gt=0)
+    deadline_seconds: float = Field(default=120.0, gt=0, description="Whole request, all tries.")
+    breaker_consecutive_failures: int = Field(default=5, ge=1)
+    breaker_failure_rate: float = Field(default=0.5, gt=0, le=1)
+    breaker_window: int = Field(default=20, ge=2, description="Recent calls the rate is over.")
+    breaker_open_seconds: float = Field(default=30.0, gt=0)
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -99,9 +141,39 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         default=40_000_000, ge=1, description="Largest image (width x height) imagegate decodes."
     )
+    config_file: Path | None = Field(
+        default=None,
+        description="YAML file with providers, models and routes; default ./imagegate.yaml "
+        "if it exists. Values may use ${ENV_VAR}.",
+    )
     database: DatabaseSettings = DatabaseSettings()
     storage: StorageSettings = StorageSettings()
     server: ServerSettings = ServerSettings()
+    resilience: ResilienceSettings = ResilienceSettings()
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+    models: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Catalogue entries added or replaced by name."
+    )
+    routes: dict[str, RouteSettings] = Field(default_factory=dict)
+
+    @field_validator("routes", mode="before")
+    @classmethod
+    def _routes_may_be_plain_lists(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: {"targets": v} if isinstance(v, list) else v for k, v in value.items()}
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Precedence: arguments, then environment, then the YAML file."""
+        return init_settings, env_settings, YamlFileSource(settings_cls)
 
     @property
     def database_url(self) -> str:
@@ -117,6 +189,58 @@ class Settings(BaseSettings):
         if self.public_url:
             return self.public_url.rstrip("/")
         return f"http://{self.server.host}:{self.server.port}"
+
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _substitute(value: Any, path: str) -> Any:
+    """Replace ``${NAME}`` / ``${NAME:-default}`` in every string of the YAML document."""
+    if isinstance(value, dict):
+        return {k: _substitute(v, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def lookup(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ConfigurationError(
+            f"{path.lstrip('.')} refers to ${{{name}}}, which is not set in the environment",
+            param=path.lstrip("."),
+        )
+
+    return _ENV_REFERENCE.sub(lookup, value)
+
+
+class YamlFileSource(PydanticBaseSettingsSource):
+    """``imagegate.yaml`` (or ``IMAGEGATE_CONFIG_FILE``) as a settings source."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything is read at once in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        explicit = os.environ.get("IMAGEGATE_CONFIG_FILE")
+        path = Path(explicit) if explicit else Path("imagegate.yaml")
+        if not path.exists():
+            if explicit:
+                raise ConfigurationError(
+                    f"IMAGEGATE_CONFIG_FILE={explicit} does not exist",
+                    param="IMAGEGATE_CONFIG_FILE",
+                )
+            return {}
+        try:
+            document = yaml.safe_load(path.read_text("utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigurationError(f"{path} is not valid YAML: {exc}", param=str(path)) from exc
+        if not isinstance(document, dict):
+            raise ConfigurationError(f"{path} must be a mapping of settings", param=str(path))
+        substituted: dict[str, Any] = _substitute(document, "")
+        return {**substituted, "config_file": path}
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from imagegate import __version__
 from imagegate.api.errors import install_error_handlers
 from imagegate.api.request_id import RequestIdMiddleware
-from imagegate.api.routes import files, health, models, openai_images
+from imagegate.api.routes import admin, files, health, models, openai_images
 from imagegate.container import Services, build_services
 from imagegate.settings import Settings
 
@@ -42,6 +42,6 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
         app.state.services = services
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
-    for module in (openai_images, models, files, health):
+    for module in (openai_images, models, admin, files, health):
         app.include_router(module.router)
     return app

@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from imagegate.container import Services
+from imagegate.errors import NotFound
 from imagegate.models import Principal
 
 # Declares the scheme in the OpenAPI document; the header itself is checked by KeyService.
@@ -31,3 +32,13 @@ async def current_principal(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+async def admin_principal(principal: CurrentPrincipal) -> Principal:
+    """Admin-only routes answer 404 to everyone else, so their existence is not confirmed."""
+    if not principal.is_admin:
+        raise NotFound("Unknown route.")
+    return principal
+
+
+AdminPrincipal = Annotated[Principal, Depends(admin_principal)]

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from imagegate.models import GenerationRequest, OutputFormat, ResponseFormat
+from imagegate.models import GenerationRequest, InputImage, OutputFormat, ResponseFormat
 
 
 class CreateImageRequest(BaseModel):
@@ -51,6 +51,70 @@ class CreateImageRequest(BaseModel):
         )
 
 
+class CreateImageEditForm(BaseModel):
+    """OpenAI's ``CreateImageEditRequest`` form fields (the files travel beside them).
+
+    Form values arrive as text, so numbers are parsed from strings here (lax mode).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str
+    model: str | None = None
+    n: int = 1
+    size: str | None = None
+    quality: str | None = None
+    background: str | None = None
+    response_format: Literal["url", "b64_json"] | None = None
+    output_format: Literal["png", "jpeg", "webp"] | None = None
+    output_compression: int | None = None
+    input_fidelity: Literal["high", "low"] | None = None
+    moderation: Literal["auto", "low"] | None = None
+    stream: Literal[False] | None = None
+    partial_images: Literal[0] | None = None
+    user: str | None = None
+    seed: int | None = Field(default=None, ge=0)
+    negative_prompt: str | None = None
+    strength: float | None = None
+
+    def to_domain(self, images: list[InputImage], mask: InputImage | None) -> GenerationRequest:
+        return GenerationRequest(
+            prompt=self.prompt,
+            model=self.model,
+            n=self.n,
+            size=self.size,
+            quality=self.quality,
+            background=self.background,
+            output_format=OutputFormat(self.output_format) if self.output_format else None,
+            output_compression=self.output_compression,
+            response_format=ResponseFormat(self.response_format or ResponseFormat.URL),
+            seed=self.seed,
+            user=self.user,
+            negative_prompt=self.negative_prompt,
+            images=tuple(images),
+            mask=mask,
+            strength=self.strength,
+        )
+
+
+def edit_form_openapi() -> dict[str, object]:
+    """The multipart body of /v1/images/edits for the OpenAPI document."""
+    schema = CreateImageEditForm.model_json_schema()
+    binary = {"type": "string", "format": "binary"}
+    schema["properties"]["image"] = {
+        "anyOf": [binary, {"type": "array", "items": binary}],
+        "description": "One or more images (also accepted as image[]).",
+    }
+    schema["properties"]["mask"] = {**binary, "description": "PNG; transparent = area to edit."}
+    schema["required"] = ["prompt", "image"]
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": schema}},
+        }
+    }
+
+
 class ImageData(BaseModel):
     url: str | None = None
     b64_json: str | None = None
@@ -92,3 +156,11 @@ class ErrorResponse(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str]
+    providers: dict[str, str] = Field(
+        default_factory=dict, description="Configured providers: ok, or why left out."
+    )
+
+
+class ProviderReportBody(BaseModel):
+    providers: dict[str, str] = Field(description="Configured providers: ok, or why left out.")
+    targets: dict[str, str] = Field(description="Circuit state of each route target.")

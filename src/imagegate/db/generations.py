@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from imagegate.db.tables import events, generations, images
 from imagegate.errors import Unavailable
-from imagegate.models import Event, Generation, Outcome, StoredImage
+from imagegate.models import Attempt, Event, Generation, Outcome, StoredImage
 
 MAX_BATCH = 256
 
@@ -41,6 +41,10 @@ def _generation_row(g: Generation) -> dict[str, Any]:
         "outcome": g.outcome.value,
         "n": g.n,
         "attempts": g.attempts,
+        "attempt_log": [
+            {"target": a.target, "outcome": a.outcome, "latency_ms": a.latency_ms, "error": a.error}
+            for a in g.attempt_log
+        ],
         "latency_ms": g.latency_ms,
         "estimated_cost_micro_usd": g.estimated_cost_micro_usd,
         "cost_micro_usd": g.cost_micro_usd,
@@ -196,4 +200,5 @@ def _to_generation(
             for i in image_rows
         ),
         events=tuple(Event(type=e.type, at=e.created_at, data=e.data) for e in event_rows),
+        attempt_log=tuple(Attempt(**entry) for entry in m["attempt_log"]),
     )

@@ -54,6 +54,7 @@ generations = sa.Table(
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("n", sa.Integer, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("attempt_log", sa.JSON, nullable=False, server_default="[]"),
     sa.Column("latency_ms", sa.Integer, nullable=False),
     sa.Column("estimated_cost_micro_usd", Money, nullable=False),
     sa.Column("cost_micro_usd", Money, nullable=False),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from imagegate.catalog import ModelSpec, Target
-from imagegate.models import NormalizedRequest, ProviderResult
+from imagegate.models import Attempt, NormalizedRequest, ProviderResult
 
 
 class ImageProvider(Protocol):
@@ -28,8 +28,20 @@ class ImageProvider(Protocol):
 class ModelRouter(Protocol):
     """Sends a request for a public model to the target(s) that serve it."""
 
-    def serves(self, spec: ModelSpec) -> bool:
-        """Whether a configured provider can serve ``spec``."""
+    def models(self) -> list[ModelSpec]:
+        """The public models a configured provider can serve now."""
         ...
 
-    async def generate(self, spec: ModelSpec, request: NormalizedRequest) -> ProviderResult: ...
+    def resolve(self, name: str) -> ModelSpec:
+        """The limits of public model ``name``; ``ModelNotFound`` if it is not served."""
+        ...
+
+    async def generate(
+        self, spec: ModelSpec, request: NormalizedRequest, attempts: list[Attempt]
+    ) -> ProviderResult:
+        """Make the images; every upstream call is appended to ``attempts``, even on failure."""
+        ...
+
+    def breaker_states(self) -> dict[str, str]:
+        """Circuit state (closed, open, half_open) of every route target, by target name."""
+        ...

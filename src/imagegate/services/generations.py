@@ -15,14 +15,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from imagegate.catalog import Catalog, ModelSpec
+from imagegate.catalog import ModelSpec
 from imagegate.db.base import GenerationRepository
 from imagegate.errors import ImagegateError, NotFound, Unavailable
 from imagegate.fingerprint import cache_key, normalize_request, picture_params
 from imagegate.models import (
+    Attempt,
     Event,
     Generation,
     GenerationRequest,
+    InputImage,
     NormalizedRequest,
     Outcome,
     Principal,
@@ -31,7 +33,7 @@ from imagegate.models import (
 )
 from imagegate.providers.base import ModelRouter
 from imagegate.storage.base import BlobStore, content_key
-from imagegate.storage.images import prepare
+from imagegate.storage.images import inspect_upload, prepare
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +63,6 @@ def request_params(request: NormalizedRequest, end_user: str | None) -> dict[str
 class GenerationService:
     def __init__(
         self,
-        catalog: Catalog,
         router: ModelRouter,
         blobs: BlobStore,
         generations: GenerationRepository,
@@ -69,7 +70,6 @@ class GenerationService:
         default_model: str,
         max_pixels: int,
     ) -> None:
-        self._catalog = catalog
         self._router = router
         self._blobs = blobs
         self._generations = generations
@@ -78,7 +78,7 @@ class GenerationService:
 
     def available_models(self) -> list[ModelSpec]:
         """Models a configured provider serves; others are never called."""
-        return [spec for spec in self._catalog if self._router.serves(spec)]
+        return self._router.models()
 
     async def get(self, principal: Principal, generation_id: str) -> Generation:
         """One generation of the caller's (any, for admins); NotFound otherwise."""
@@ -91,10 +91,12 @@ class GenerationService:
 
     def resolve(self, request: GenerationRequest) -> tuple[ModelSpec, NormalizedRequest]:
         """Check ``request`` against its model; raises before anything is written."""
-        spec = self._catalog.get(request.model or self._default_model)
+        spec = self._router.resolve(request.model or self._default_model)
         return spec, normalize_request(request, spec)
 
     async def generate(self, principal: Principal, request: GenerationRequest) -> GenerationResult:
+        if request.images or request.mask:
+            request = await self._verified_uploads(request)
         spec, normalized = self.resolve(request)
         started_at = datetime.now(UTC)
         started = time.perf_counter()
@@ -119,11 +121,14 @@ class GenerationService:
             completed_at=started_at,
         )
         begin = Event("generation_started", started_at, {"model": spec.name, "n": normalized.n})
+        attempts: list[Attempt] = []
         try:
-            result = await self._router.generate(spec, normalized)
+            result = await self._router.generate(spec, normalized, attempts)
             delivered = await self._store_all(result.images, normalized)
         except Exception as exc:
-            await self._record_failure(draft, begin, exc, started)
+            await self._record_failure(
+                replace(draft, attempt_log=tuple(attempts)), begin, exc, started
+            )
             raise
         completed_at = datetime.now(UTC)
         latency_ms = _elapsed_ms(started)
@@ -132,6 +137,8 @@ class GenerationService:
             provider=result.provider,
             upstream_model=result.upstream_model,
             latency_ms=latency_ms,
+            attempts=len(attempts),
+            attempt_log=tuple(attempts),
             cost_micro_usd=result.cost_micro_usd,
             completed_at=completed_at,
             images=tuple(d.image for d in delivered),
@@ -146,6 +153,17 @@ class GenerationService:
         )
         await self._generations.record(generation)
         return GenerationResult(generation=generation, images=delivered)
+
+    async def _verified_uploads(self, request: GenerationRequest) -> GenerationRequest:
+        """Reference images and mask with their type read from their bytes; bad ones refused."""
+
+        async def verified(image: InputImage, field: str) -> InputImage:
+            mime = await asyncio.to_thread(inspect_upload, image.data, self._max_pixels, field)
+            return replace(image, mime=mime)
+
+        images = await asyncio.gather(*(verified(image, "image") for image in request.images))
+        mask = await verified(request.mask, "mask") if request.mask else None
+        return replace(request, images=tuple(images), mask=mask)
 
     async def _store_all(
         self, images: Sequence[RawImage], request: NormalizedRequest
@@ -178,6 +196,7 @@ class GenerationService:
         failed = replace(
             draft,
             outcome=Outcome.FAILED,
+            attempts=len(draft.attempt_log),
             latency_ms=_elapsed_ms(started),
             completed_at=completed_at,
             error_code=code,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from imagegate.errors import ProviderError
+from imagegate.errors import InvalidRequest, ProviderError
 from imagegate.models import OutputFormat
 
 DEFAULT_QUALITY = 90
@@ -65,3 +65,36 @@ def prepare(
             return PreparedImage(encode(image, output_format, compression), width, height)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ProviderError(f"provider returned bytes that are not a valid image: {exc}") from exc
+
+
+_UPLOAD_MIMES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+
+
+def inspect_upload(data: bytes, max_pixels: int, field: str) -> str:
+    """The real MIME type of an uploaded image, read from its bytes (never from its name or
+    declared type); refuses anything that is not a whole PNG, JPEG or WebP within ``max_pixels``.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            kind = _UPLOAD_MIMES.get(image.format or "")
+            if kind is None:
+                raise InvalidRequest(
+                    f"{field} must be a PNG, JPEG or WebP image; got {image.format or 'unknown'}.",
+                    param=field,
+                    code="invalid_image_format",
+                )
+            width, height = image.size
+            if width * height > max_pixels:
+                raise InvalidRequest(
+                    f"{field} is {width}x{height}, above the {max_pixels} pixel limit.",
+                    param=field,
+                    code="image_too_large",
+                )
+            image.load()
+            return kind
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise InvalidRequest(
+            f"{field} is not a readable image (corrupt or truncated?).",
+            param=field,
+            code="invalid_image",
+        ) from None

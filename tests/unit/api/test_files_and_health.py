@@ -59,7 +59,11 @@ async def test_liveness_and_readiness(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ok", "checks": {"database": "ok", "storage": "ok"}}
+    assert ready.json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "storage": "ok"},
+        "providers": {"builtin": "ok"},
+    }
 
 
 async def test_readiness_is_503_when_the_database_is_unreachable(settings: Settings) -> None:

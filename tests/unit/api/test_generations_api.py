@@ -164,3 +164,89 @@ async def test_unknown_routes_are_404_in_the_openai_shape(client: httpx.AsyncCli
     response = await client.get("/v1/nothing-here")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+def _png(color: tuple[int, int, int] = (10, 200, 30), size: tuple[int, int] = (64, 64)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+async def test_edits_take_multipart_images_and_return_edited_images(
+    client: httpx.AsyncClient, auth: dict[str, str], data_dir: DataDir
+) -> None:
+    response = await client.post(
+        "/v1/images/edits",
+        data={
+            "prompt": "make it sunset",
+            "size": "256x256",
+            "n": "2",
+            "response_format": "b64_json",
+        },
+        files=[
+            ("image[]", ("a.png", _png(), "image/png")),
+            ("image[]", ("b.png", _png((200, 0, 0)), "image/png")),
+        ],
+        headers=auth,
+    )
+    assert response.status_code == 200, response.text
+    images = [
+        Image.open(io.BytesIO(base64.b64decode(item["b64_json"])))
+        for item in response.json()["data"]
+    ]
+    assert [(i.format, i.size) for i in images] == [("PNG", (256, 256))] * 2
+    [(params,)] = data_dir.rows("SELECT params FROM generations")
+    assert '"kind": "edit"' in str(params)
+
+
+async def test_edit_uploads_are_sniffed_from_their_bytes(
+    client: httpx.AsyncClient, auth: dict[str, str], data_dir: DataDir
+) -> None:
+    response = await client.post(
+        "/v1/images/edits",
+        data={"prompt": "x"},
+        files={"image": ("photo.png", b"GIF89a not really an image", "image/png")},
+        headers=auth,
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "image"
+    assert data_dir.count("generations") == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "files", "param", "fragment"),
+    [
+        ({"prompt": "x"}, None, "image", "Missing required parameter: 'image'"),
+        ({"prompt": "x", "n": "zero"}, "one", "n", "Invalid type for 'n'"),
+        ({"n": "1"}, "one", "prompt", "Missing required parameter: 'prompt'"),
+        ({"prompt": "x", "colour": "red"}, "one", "colour", "Unrecognized request argument"),
+        ({"prompt": "x"}, "five", "image", "at most 4 image(s)"),
+        ({"prompt": "x"}, "mask", "mask", "does not take a mask"),
+    ],
+)
+async def test_bad_edit_requests_are_clear_400s(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    data: dict[str, str],
+    files: str | None,
+    param: str,
+    fragment: str,
+) -> None:
+    image = ("a.png", _png(), "image/png")
+    uploads = {
+        None: [("unrelated", ("x.txt", b"x", "text/plain"))],
+        "one": [("image", image)],
+        "five": [("image[]", image)] * 5,
+        "mask": [("image", image), ("mask", image)],
+    }[files]
+    response = await client.post("/v1/images/edits", data=data, files=uploads, headers=auth)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == param
+    assert fragment in error["message"]
+
+
+async def test_edits_must_be_multipart(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    response = await client.post("/v1/images/edits", json={"prompt": "x"}, headers=auth)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_content_type"

@@ -20,5 +20,9 @@ async def healthz() -> dict[str, str]:
 async def readyz(services: ServicesDep) -> JSONResponse:
     checks = await services.health.readiness()
     ready = all(state == "ok" for state in checks.values())
-    body = Readiness(status="ok" if ready else "unavailable", checks=checks)
+    body = Readiness(
+        status="ok" if ready else "unavailable",
+        checks=checks,
+        providers=services.providers.report().providers,
+    )
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
