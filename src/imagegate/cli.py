@@ -144,6 +144,46 @@ def keys_revoke(
     typer.echo(f"revoked {len(revoked)} key(s): {', '.join(k.name for k in revoked)}")
 
 
+@app.command()
+def providers(
+    url: Annotated[
+        str | None,
+        typer.Option(help="Gateway URL [default: IMAGEGATE_PUBLIC_URL or bind address]."),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="IMAGEGATE_API_KEY", help="An admin key.", show_default=False),
+    ] = None,
+) -> None:
+    """Show a running gateway's providers and the circuit state of every route target."""
+    import httpx
+
+    if not api_key:
+        err.print("[red]error:[/red] pass --api-key or set IMAGEGATE_API_KEY (an admin key)")
+        raise typer.Exit(2)
+    base = (url or load_settings().base_url).rstrip("/")
+    try:
+        response = httpx.get(
+            f"{base}/v1/providers", headers={"Authorization": f"Bearer {api_key}"}, timeout=10
+        )
+    except httpx.HTTPError as exc:
+        err.print(f"[red]error:[/red] cannot reach {base}: {exc}")
+        raise typer.Exit(1) from None
+    if response.status_code != 200:
+        message = response.json().get("error", {}).get("message", response.text)
+        err.print(f"[red]error:[/red] HTTP {response.status_code}: {message}")
+        raise typer.Exit(1)
+    report = response.json()
+    table = Table("provider", "status")
+    for name, status in report["providers"].items():
+        table.add_row(name, status)
+    Console().print(table)
+    targets = Table("route target", "circuit")
+    for name, state in report["targets"].items():
+        targets.add_row(name, state)
+    Console().print(targets)
+
+
 def _output_paths(output: Path, count: int) -> list[Path]:
     if count == 1:
         return [output]
