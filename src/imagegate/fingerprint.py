@@ -117,6 +117,10 @@ def normalize_request(request: GenerationRequest, spec: ModelSpec) -> Normalized
         # PNG is lossless: the setting means nothing and must not split the cache.
         compression = None
     kind = _check_inputs(request, spec)
+    if request.seed is not None and not spec.supports_seed:
+        raise UnsupportedParameter(
+            f"The parameter 'seed' is not supported by model {spec.name!r}.", param="seed"
+        )
     return NormalizedRequest(
         model=spec.name,
         prompt=prompt,
