@@ -33,6 +33,9 @@ class CreateImageRequest(BaseModel):
     seed: int | None = Field(
         default=None, ge=0, description="imagegate extension: same seed, same picture."
     )
+    negative_prompt: str | None = Field(
+        default=None, description="imagegate extension: what to avoid, where the model takes it."
+    )
 
     def to_domain(self) -> GenerationRequest:
         return GenerationRequest(
