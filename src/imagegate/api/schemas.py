@@ -51,6 +51,7 @@ class CreateImageRequest(BaseModel):
             response_format=ResponseFormat(self.response_format or ResponseFormat.URL),
             seed=self.seed,
             user=self.user,
+            negative_prompt=self.negative_prompt,
         )
 
 
