@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.fakes.openai import build_openai_fake
+from tests.fakes.server import FakeServer, FakeState, Fault
 
 from imagegate.container import build_services
 from imagegate.errors import ContentPolicyViolation, ImagegateError
-from imagegate.models import GenerationRequest, Outcome, Principal, Role
+from imagegate.models import GenerationRequest, Outcome, Principal
 from imagegate.settings import Settings
-from tests.fakes.openai import build_openai_fake
-from tests.fakes.server import FakeServer, FakeState, Fault
 
 ROUTE = "resilient"
 

@@ -42,8 +42,11 @@ def run_cli(
 class ServerProcess:
     """``imagegate serve`` on a free loopback port, stopped with SIGTERM."""
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, port: int | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.data_dir = data_dir
+        self.extra_env = env or {}
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log = data_dir.parent / f"server-{self.port}.log"
@@ -51,7 +54,7 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = environment(self.data_dir, IMAGEGATE_SERVER__ACCESS_LOG="false")
+        env = environment(self.data_dir, IMAGEGATE_SERVER__ACCESS_LOG="false", **self.extra_env)
         with self.log.open("ab") as log:
             self._process = subprocess.Popen(
                 [*IMAGEGATE, "serve", "--port", str(self.port)],
