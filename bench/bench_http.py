@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -22,38 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.processes import ServerProcess, run_cli
 
-LUA = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer {key}"
-wrk.body = '{body}'
-"""
-
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-
-def _ms(text: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(number) * _UNITS[unit]
-
-
-def run_wrk(url: str, script: Path, concurrency: int, duration: int) -> dict[str, float]:
-    threads = min(concurrency, 2)
-    out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{duration}s", "--timeout", "30s",
-         "--latency", "-s", str(script), url],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    percentiles = dict(re.findall(r"^\s+(50|99)(?:\.0+)?%\s+(\S+)\s*$", out, re.MULTILINE))
-    if set(percentiles) != {"50", "99"}:
-        raise RuntimeError(f"could not read wrk's latency distribution:\n{out}")
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-        "p50_ms": _ms(percentiles["50"]),
-        "p99_ms": _ms(percentiles["99"]),
-        "errors": float(errors.group(1)) if errors else 0.0,
-    }
+from bench.wrk import post_script, run_wrk
 
 
 def main() -> None:
@@ -73,8 +40,7 @@ def main() -> None:
             {"model": "builtin", "prompt": "a red fox in the snow", "size": args.size,
              "response_format": args.response_format}
         )  # fmt: skip
-        script = Path(tmp) / "post.lua"
-        script.write_text(LUA.format(key=key, body=body))
+        script = post_script(Path(tmp), key, body)
         server = ServerProcess(data_dir).start()
         try:
             url = f"{server.base_url}/v1/images/generations"

@@ -10,7 +10,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from imagegate.db.engine import SqlDatabase, create_engine, upgrade_to_head
+from imagegate.db.engine import (
+    AsyncTransactions,
+    SqlDatabase,
+    SqliteWriterThread,
+    create_engine,
+    is_sqlite,
+    upgrade_to_head,
+)
 from imagegate.db.generations import SqlGenerationRepository
 from imagegate.db.keys import SqlKeyRepository
 from imagegate.errors import ConfigurationError
@@ -58,7 +65,12 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         raise
     router = assembly.router
     engine = create_engine(settings.database_url, settings.database)
-    generation_records = SqlGenerationRepository(engine)
+    transactions = (
+        SqliteWriterThread(settings.database_url, settings.database)
+        if is_sqlite(settings.database_url)
+        else AsyncTransactions(engine)
+    )
+    generation_records = SqlGenerationRepository(engine, transactions.run)
     try:
         if settings.database.auto_migrate:
             await upgrade_to_head(engine)
@@ -78,6 +90,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         )
     finally:
         await generation_records.aclose()
+        await transactions.aclose()
         await router.aclose()
         await http_client.aclose()
         await engine.dispose()

@@ -15,7 +15,8 @@ from imagegate.models import Principal
 bearer_scheme = HTTPBearer(auto_error=False, description="An imagegate API key: ig_...")
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async on purpose: FastAPI runs plain ``def`` dependencies in a worker thread
     services: Services = request.app.state.services
     return services
 

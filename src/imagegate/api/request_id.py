@@ -5,8 +5,8 @@ A plain ASGI middleware: Starlette's BaseHTTPMiddleware costs a task per request
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -24,7 +24,7 @@ class RequestIdMiddleware:
             return
         request_id = next((v for k, v in scope["headers"] if k == HEADER and _SANE.match(v)), None)
         if request_id is None:
-            request_id = uuid.uuid4().hex.encode()
+            request_id = os.urandom(16).hex().encode()
         scope.setdefault("state", {})["request_id"] = request_id.decode()
 
         async def send_with_id(message: Message) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
@@ -42,6 +46,55 @@ def create_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
     return create_async_engine(
         url, echo=settings.echo, pool_size=settings.pool_size, pool_pre_ping=True
     )
+
+
+Work = Callable[[Connection], None]
+TransactionRunner = Callable[[Work], Awaitable[None]]
+"""Runs ``work`` on a connection inside one transaction (commit, or rollback and raise)."""
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+class AsyncTransactions:
+    """Transactions on the async engine (PostgreSQL/asyncpg: no thread hops)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def run(self, work: Work) -> None:
+        async with self._engine.begin() as conn:
+            await conn.run_sync(work)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class SqliteWriterThread:
+    """SQLite writes on one thread with its own connection: a whole transaction costs one hop.
+
+    Through aiosqlite each statement, the BEGIN and the COMMIT are separate trips to its thread;
+    batched generation records need five of them. SQLite has a single writer anyway, so one
+    dedicated thread loses nothing and readers keep using the async engine (WAL).
+    """
+
+    def __init__(self, url: str, settings: DatabaseSettings) -> None:
+        sync_url = make_url(url).set(drivername="sqlite")
+        self._engine = sa.create_engine(sync_url, echo=settings.echo, pool_size=1, max_overflow=0)
+        event.listen(self._engine, "connect", _tune_sqlite)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+
+    def _in_transaction(self, work: Work) -> None:
+        with self._engine.begin() as conn:
+            work(conn)
+
+    async def run(self, work: Work) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._in_transaction, work)
+
+    async def aclose(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._engine.dispose)
+        self._thread.shutdown(wait=True)
 
 
 class SqlDatabase:

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from imagegate.db.engine import TransactionRunner
 from imagegate.db.tables import events, generations, images
 from imagegate.errors import Unavailable
-from imagegate.models import Attempt, Event, Generation, Outcome, StoredImage
+from imagegate.models import Attempt, Event, Generation, Outcome, StoredImage, new_id
 
 MAX_BATCH = 256
 
@@ -59,7 +60,7 @@ def _generation_row(g: Generation) -> dict[str, Any]:
 def _image_rows(g: Generation) -> list[dict[str, Any]]:
     return [
         {
-            "id": uuid.uuid4().hex,
+            "id": new_id(),
             "generation_id": g.id,
             "position": position,
             "content_hash": image.content_hash,
@@ -82,19 +83,23 @@ def _event_rows(g: Generation) -> list[dict[str, Any]]:
     ]
 
 
-async def _insert(conn: AsyncConnection, batch: list[Generation]) -> None:
-    await conn.execute(generations.insert(), [_generation_row(g) for g in batch])
+def _insert(conn: Connection, batch: list[Generation]) -> None:
+    conn.execute(generations.insert(), [_generation_row(g) for g in batch])
     image_rows = [row for g in batch for row in _image_rows(g)]
     if image_rows:
-        await conn.execute(images.insert(), image_rows)
+        conn.execute(images.insert(), image_rows)
     event_rows = [row for g in batch for row in _event_rows(g)]
     if event_rows:
-        await conn.execute(events.insert(), event_rows)
+        conn.execute(events.insert(), event_rows)
 
 
 class SqlGenerationRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    """``writes`` runs each batch's transaction (see ``engine.TransactionRunner``); reads use
+    the async ``engine``."""
+
+    def __init__(self, engine: AsyncEngine, writes: TransactionRunner) -> None:
         self._engine = engine
+        self._writes = writes
         self._pending: asyncio.Queue[_Pending] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
 
@@ -114,8 +119,8 @@ class SqlGenerationRepository:
 
     async def _write(self, batch: list[_Pending]) -> None:
         try:
-            async with self._engine.begin() as conn:
-                await _insert(conn, [g for g, _ in batch])
+            generations_only = [g for g, _ in batch]
+            await self._writes(lambda conn: _insert(conn, generations_only))
         except SQLAlchemyError as exc:
             if len(batch) > 1:
                 for one in batch:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -10,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from imagegate.db.tables import api_keys, users
-from imagegate.models import ApiKey, Role
+from imagegate.models import ApiKey, Role, new_id
 
 _KEY_COLUMNS = (
     api_keys.c.id,
@@ -54,7 +53,7 @@ class SqlKeyRepository:
                 return row.id, Role(row.role)
         try:
             async with self._engine.begin() as conn:
-                user_id = uuid.uuid4().hex
+                user_id = new_id()
                 await conn.execute(
                     users.insert().values(
                         id=user_id, name=name, role=role.value, created_at=datetime.now(UTC)

@@ -11,17 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import httpx
-
 from imagegate.catalog import Catalog, Target
 from imagegate.errors import ConfigurationError
 from imagegate.providers.base import ImageProvider
 from imagegate.providers.breaker import BreakerPolicy
 from imagegate.providers.builtin import BuiltinProvider
+from imagegate.providers.http import UpstreamClient
 from imagegate.providers.router import RetryPolicy, Route, Router
 from imagegate.settings import ProviderSettings, Settings
 
-Factory = Callable[[str, ProviderSettings, httpx.AsyncClient], ImageProvider]
+Factory = Callable[[str, ProviderSettings, UpstreamClient], ImageProvider]
 
 
 def _factory(kind: str) -> Factory:
@@ -75,7 +74,7 @@ def _missing(settings: ProviderSettings) -> list[str]:
 
 
 def _build_providers(
-    configured: Mapping[str, ProviderSettings], client: httpx.AsyncClient
+    configured: Mapping[str, ProviderSettings], client: UpstreamClient
 ) -> tuple[dict[str, ImageProvider], dict[str, str]]:
     providers: dict[str, ImageProvider] = {"builtin": BuiltinProvider()}
     status = {"builtin": "ok"}
@@ -116,7 +115,7 @@ def _configured_routes(
     return routes
 
 
-def build_router(settings: Settings, client: httpx.AsyncClient) -> Assembly:
+def build_router(settings: Settings, client: UpstreamClient) -> Assembly:
     catalog = Catalog.load(settings.models)
     providers, status = _build_providers(settings.providers, client)
     routes = {

@@ -34,7 +34,7 @@ from imagegate.errors import (
     UnsupportedParameter,
 )
 from imagegate.models import NormalizedRequest, ProviderResult, RawImage, RequestKind
-from imagegate.providers.http import HttpReply, raise_for_status, send
+from imagegate.providers.http import HttpReply, UpstreamClient, raise_for_status, send
 from imagegate.settings import ProviderSettings
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com"
@@ -184,7 +184,7 @@ def parse_worker_response(
 class CloudflareProvider:
     """A configured ``cloudflare`` (Workers AI REST) provider instance."""
 
-    def __init__(self, name: str, settings: ProviderSettings, client: httpx.AsyncClient) -> None:
+    def __init__(self, name: str, settings: ProviderSettings, client: UpstreamClient) -> None:
         required = {"account_id": settings.account_id, "api_key": _secret(settings)}
         _check_settings(name, settings, "cloudflare", **required)
         self.name, self._settings, self._client = name, settings, client
@@ -202,7 +202,7 @@ class CloudflareProvider:
 class CloudflareWorkerProvider:
     """A configured ``cloudflare_worker``: a self-deployed Worker at ``base_url``."""
 
-    def __init__(self, name: str, settings: ProviderSettings, client: httpx.AsyncClient) -> None:
+    def __init__(self, name: str, settings: ProviderSettings, client: UpstreamClient) -> None:
         _check_settings(name, settings, "cloudflare_worker", base_url=settings.base_url)
         self.name, self._settings, self._client = name, settings, client
 

@@ -47,6 +47,7 @@ from imagegate.providers.google_wire import (
 from imagegate.providers.http import (
     MAX_RETRY_AFTER_SECONDS,
     HttpReply,
+    UpstreamClient,
     raise_for_status,
     retry_after_seconds,
     send,
@@ -98,7 +99,7 @@ def parse_response(reply: HttpReply, request: NormalizedRequest, target: Target)
 class GoogleProvider:
     """A configured ``google`` (Gemini API) or ``vertex`` (Vertex AI) provider instance."""
 
-    def __init__(self, name: str, settings: ProviderSettings, client: httpx.AsyncClient) -> None:
+    def __init__(self, name: str, settings: ProviderSettings, client: UpstreamClient) -> None:
         if settings.kind not in ("google", "vertex"):
             raise ConfigurationError(
                 f"provider {name!r}: GoogleProvider cannot serve {settings.kind!r}"

@@ -42,7 +42,7 @@ from imagegate.models import (
     RawImage,
     RequestKind,
 )
-from imagegate.providers.http import HttpReply, raise_for_status, send
+from imagegate.providers.http import HttpReply, UpstreamClient, raise_for_status, send
 from imagegate.settings import ProviderSettings
 
 OPENAI_API_BASE = "https://api.openai.com/v1"
@@ -135,7 +135,7 @@ def parse_response(reply: HttpReply, request: NormalizedRequest, target: Target)
 class OpenAIProvider:
     """One configured OpenAI (or OpenAI-compatible) service over the shared HTTP client."""
 
-    def __init__(self, name: str, settings: ProviderSettings, client: httpx.AsyncClient) -> None:
+    def __init__(self, name: str, settings: ProviderSettings, client: UpstreamClient) -> None:
         if settings.kind == "openai_compatible" and not settings.base_url:
             raise ConfigurationError(
                 f"provider {name!r} is openai_compatible and needs a base_url "

@@ -34,7 +34,7 @@ from imagegate.errors import (
     UnsupportedParameter,
 )
 from imagegate.models import InputImage, NormalizedRequest, ProviderResult, RawImage, RequestKind
-from imagegate.providers.http import HttpReply, raise_for_status, send
+from imagegate.providers.http import HttpReply, UpstreamClient, raise_for_status, send
 from imagegate.settings import ProviderSettings
 
 DEFAULT_BASE_URL = "https://api.stability.ai"
@@ -163,7 +163,7 @@ def parse_response(reply: HttpReply, request: NormalizedRequest, target: Target)
 class StabilityProvider:
     """A configured ``stability`` provider instance."""
 
-    def __init__(self, name: str, settings: ProviderSettings, client: httpx.AsyncClient) -> None:
+    def __init__(self, name: str, settings: ProviderSettings, client: UpstreamClient) -> None:
         if settings.kind != "stability":
             raise ConfigurationError(
                 f"provider {name!r}: StabilityProvider cannot serve {settings.kind!r}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -30,10 +29,15 @@ from imagegate.models import (
     Principal,
     RawImage,
     StoredImage,
+    new_id,
 )
 from imagegate.providers.base import ModelRouter
 from imagegate.storage.base import BlobStore, content_key
 from imagegate.storage.images import inspect_upload, prepare
+
+INLINE_PREPARE_BYTES = 64 * 1024
+"""Provider images up to this size are verified (and converted if need be) on the event loop,
+where a thread hop would cost more than the work; larger ones go to a worker thread."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +105,7 @@ class GenerationService:
         started_at = datetime.now(UTC)
         started = time.perf_counter()
         draft = Generation(
-            id=uuid.uuid4().hex,
+            id=new_id(),
             user_id=principal.user_id,
             key_id=principal.key_id,
             model=spec.name,
@@ -171,9 +175,11 @@ class GenerationService:
         return tuple(await asyncio.gather(*(self._store(raw, request) for raw in images)))
 
     async def _store(self, raw: RawImage, request: NormalizedRequest) -> DeliveredImage:
-        prepared = await asyncio.to_thread(
-            prepare, raw.data, request.output_format, request.output_compression, self._max_pixels
-        )
+        args = (raw.data, request.output_format, request.output_compression, self._max_pixels)
+        if len(raw.data) <= INLINE_PREPARE_BYTES:
+            prepared = prepare(*args)
+        else:
+            prepared = await asyncio.to_thread(prepare, *args)
         key = content_key(prepared.data, request.output_format)
         await self._blobs.put(key, prepared.data)
         image = StoredImage(

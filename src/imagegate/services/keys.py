@@ -12,13 +12,12 @@ import hashlib
 import hmac
 import secrets
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from imagegate.db.base import KeyRepository
 from imagegate.errors import AuthenticationFailed, NotFound
-from imagegate.models import ApiKey, Principal, Role
+from imagegate.models import ApiKey, Principal, Role, new_id
 
 SECRET_PREFIX = "ig_"  # noqa: S105 - a public marker, not a secret
 DISPLAY_PREFIX_LENGTH = 11
@@ -49,7 +48,7 @@ class KeyService:
         user_id, user_role = await self._keys.ensure_user(user or name, role)
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
         key = ApiKey(
-            id=uuid.uuid4().hex,
+            id=new_id(),
             user_id=user_id,
             user_name=user or name,
             role=user_role,

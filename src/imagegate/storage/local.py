@@ -46,6 +46,10 @@ class LocalBlobStore:
             raise
 
     async def put(self, key: str, data: bytes) -> None:
+        # One stat on the loop is cheaper than a thread hop; content-addressed, so a key that
+        # exists already holds these bytes.
+        if os.path.exists(self._path(key)):  # noqa: ASYNC240
+            return
         try:
             await asyncio.to_thread(self._write, key, data)
         except OSError as exc:

@@ -1,0 +1,102 @@
+"""Gateway overhead: imagegate in front of an instant OpenAI fake vs calling the fake directly.
+
+Three processes share this 2-core machine: the OpenAI fake (``python -m tests.fakes.openai``,
+answers at once with a precomputed image), one ``imagegate serve`` process (SQLite, local disk,
+every request verified, stored and recorded), and wrk. Each row is a 10 s run after a warm-up.
+
+    python bench/bench_overhead.py [--duration 10] [--concurrency 1 16 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support.processes import ServerProcess, environment, free_port, run_cli
+
+from bench.wrk import post_script, run_wrk
+
+BODY = {"model": "gpt-image-1", "prompt": "a red fox", "size": "1024x1024", "quality": "low"}
+
+
+def start_fake(port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.openai", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+            return process
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("the OpenAI fake did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install wrk")
+
+    fake_port = free_port()
+    fake = start_fake(fake_port)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "imagegate.yaml"
+        config.write_text(
+            json.dumps(
+                {"providers": {"openai": {"kind": "openai", "api_key": "test-key",
+                                          "base_url": f"http://127.0.0.1:{fake_port}/v1"}}}
+            )
+        )  # fmt: skip
+        env = {"IMAGEGATE_CONFIG_FILE": str(config)}
+        data_dir = Path(tmp) / "data"
+        key = run_cli(
+            "keys", "create", "--name", "bench", data_dir=data_dir,
+            env=environment(data_dir, **env),
+        ).stdout.strip()  # fmt: skip
+        server = ServerProcess(data_dir, env=env).start()
+        try:
+            body = json.dumps({**BODY, "response_format": "url"})
+            gateway_script = post_script(Path(tmp), key, body)
+            direct_script = post_script(Path(tmp), "test-key", json.dumps(BODY))
+            gateway_url = f"{server.base_url}/v1/images/generations"
+            direct_url = f"http://127.0.0.1:{fake_port}/v1/images/generations"
+            run_wrk(gateway_url, gateway_script, 4, 2)  # warm-up
+            run_wrk(direct_url, direct_script, 4, 2)
+            print("| path | concurrency | req/s | p50 ms | p99 ms | non-2xx |")
+            print("|---|---:|---:|---:|---:|---:|")
+            for concurrency in args.concurrency:
+                for label, url, script in (
+                    ("direct to fake", direct_url, direct_script),
+                    ("through imagegate", gateway_url, gateway_script),
+                ):
+                    r = run_wrk(url, script, concurrency, args.duration)
+                    print(
+                        f"| {label} | {concurrency} | {r['rps']:.0f} | {r['p50_ms']:.2f} "
+                        f"| {r['p99_ms']:.2f} | {r['errors']:.0f} |",
+                        flush=True,
+                    )
+        finally:
+            server.stop()
+            fake.terminate()
+            fake.wait()
+
+
+if __name__ == "__main__":
+    main()
