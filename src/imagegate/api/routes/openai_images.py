@@ -51,7 +51,12 @@ def _render(result: GenerationResult) -> Response:
         "created": int(time.time()),
         "data": data,
         "output_format": params["output_format"],
-        "size": params["size"],
+        # what was made: providers that take aspect ratios return their own pixel sizes
+        "size": (
+            f"{result.images[0].image.width}x{result.images[0].image.height}"
+            if result.images
+            else params["size"]
+        ),
         "quality": params["quality"],
     }
     return Response(
