@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from imagegate.catalog import ModelSpec
+from imagegate.models import NormalizedRequest, OutputFormat, ResponseFormat, Size
 from imagegate.settings import Settings
 
 
@@ -59,3 +61,22 @@ async def drop_postgres_database(admin_url: str, url: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+def normalized_request(spec: ModelSpec | None = None, **fields: object) -> NormalizedRequest:
+    """A ``NormalizedRequest`` as the service would hand it to an adapter: the model's defaults
+    (or plain ones without a model), changed by ``fields``."""
+    defaults: dict[str, object] = {
+        "model": spec.name if spec else "m",
+        "prompt": "a lighthouse at dusk",
+        "n": 1,
+        "size": spec.default_size if spec else Size(1024, 1024),
+        "quality": spec.default_quality if spec else "standard",
+        "output_format": spec.default_output_format if spec else OutputFormat.PNG,
+        "output_compression": None,
+        "style": None,
+        "background": None,
+        "seed": None,
+        "response_format": ResponseFormat.B64_JSON,
+    }
+    return NormalizedRequest(**{**defaults, **fields})  # type: ignore[arg-type]

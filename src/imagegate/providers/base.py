@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from imagegate.catalog import ModelSpec, Target
-from imagegate.models import Attempt, NormalizedRequest, ProviderResult
+from imagegate.errors import InvalidRequest, UnsupportedParameter
+from imagegate.models import Attempt, InputImage, NormalizedRequest, ProviderResult
 
 
 class ImageProvider(Protocol):
@@ -45,3 +46,25 @@ class ModelRouter(Protocol):
     def breaker_states(self) -> dict[str, str]:
         """Circuit state (closed, open, half_open) of every route target, by target name."""
         ...
+
+
+def single_reference_image(
+    request: NormalizedRequest, spec: ModelSpec, *, takes_edits: bool
+) -> InputImage:
+    """The one reference image of an edit, for upstreams that take exactly one and no mask.
+
+    The catalogue (``kinds``, ``max_input_images``, ``supports_mask``) keeps other requests away;
+    this guards a catalogue override that forgot to.
+    """
+    if not takes_edits:
+        raise UnsupportedParameter(
+            f"Model {spec.name!r} does not take a reference image.", param="image"
+        )
+    if request.mask is not None:
+        raise UnsupportedParameter(f"Model {spec.name!r} does not take a mask.", param="mask")
+    if len(request.images) != 1:
+        raise InvalidRequest(
+            f"Model {spec.name!r} edits exactly one reference image; got {len(request.images)}.",
+            param="image",
+        )
+    return request.images[0]

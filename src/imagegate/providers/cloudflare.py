@@ -19,22 +19,21 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Final
 
 import httpx
-import orjson
 
 from imagegate.catalog import ModelSpec, Target
 from imagegate.errors import (
     ConfigurationError,
     ContentPolicyViolation,
-    InvalidRequest,
     ProviderError,
     ProviderRejected,
     UnsupportedParameter,
 )
 from imagegate.models import NormalizedRequest, ProviderResult, RawImage, RequestKind
-from imagegate.providers.http import HttpReply, UpstreamClient, raise_for_status, send
+from imagegate.providers.base import single_reference_image
+from imagegate.providers.http import HttpProvider, HttpReply, UpstreamClient, raise_for_status
 from imagegate.settings import ProviderSettings
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com"
@@ -181,39 +180,21 @@ def parse_worker_response(
     return _result(reply.content, reply, request, target)
 
 
-class CloudflareProvider:
+class CloudflareProvider(HttpProvider):
     """A configured ``cloudflare`` (Workers AI REST) provider instance."""
 
     def __init__(self, name: str, settings: ProviderSettings, client: UpstreamClient) -> None:
         required = {"account_id": settings.account_id, "api_key": _secret(settings)}
         _check_settings(name, settings, "cloudflare", **required)
-        self.name, self._settings, self._client = name, settings, client
-
-    async def generate(self, request: NormalizedRequest, target: Target) -> ProviderResult:
-        built = build_request(request, target, self._settings)
-        seconds = self._settings.timeout_seconds
-        reply = await send(self._client, built, provider=self.name, seconds=seconds)
-        return parse_response(reply, request, target)
-
-    async def aclose(self) -> None:
-        """Nothing to close: the container owns the shared HTTP client."""
+        super().__init__(name, settings, client, build_request, parse_response)
 
 
-class CloudflareWorkerProvider:
+class CloudflareWorkerProvider(HttpProvider):
     """A configured ``cloudflare_worker``: a self-deployed Worker at ``base_url``."""
 
     def __init__(self, name: str, settings: ProviderSettings, client: UpstreamClient) -> None:
         _check_settings(name, settings, "cloudflare_worker", base_url=settings.base_url)
-        self.name, self._settings, self._client = name, settings, client
-
-    async def generate(self, request: NormalizedRequest, target: Target) -> ProviderResult:
-        built = build_worker_request(request, target, self._settings)
-        seconds = self._settings.timeout_seconds
-        reply = await send(self._client, built, provider=self.name, seconds=seconds)
-        return parse_worker_response(reply, request, target)
-
-    async def aclose(self) -> None:
-        """Nothing to close: the container owns the shared HTTP client."""
+        super().__init__(name, settings, client, build_worker_request, parse_worker_response)
 
 
 def _sniff_image_mime(data: bytes) -> str | None:
@@ -259,20 +240,9 @@ def _result(
 def _edit_fields(
     request: NormalizedRequest, spec: ModelSpec, model: WorkersAiModel
 ) -> dict[str, object]:
-    # The catalogue's ``kinds`` keeps edits away from models without them; this guards overrides.
-    if not model.edits:
-        raise UnsupportedParameter(
-            f"Model {spec.name!r} does not take a reference image.", param="image"
-        )
-    if request.mask is not None:
-        raise UnsupportedParameter(f"Model {spec.name!r} does not take a mask.", param="mask")
-    if len(request.images) != 1:
-        raise InvalidRequest(
-            f"Model {spec.name!r} edits exactly one reference image; got {len(request.images)}.",
-            param="image",
-        )
+    image = single_reference_image(request, spec, takes_edits=model.edits)
     strength = DEFAULT_STRENGTH if request.strength is None else request.strength
-    return {"image_b64": base64.b64encode(request.images[0].data).decode(), "strength": strength}
+    return {"image_b64": base64.b64encode(image.data).decode(), "strength": strength}
 
 
 def _workers_ai_model(spec: ModelSpec) -> WorkersAiModel:
@@ -310,7 +280,7 @@ def _raise_for_cloudflare_error(reply: HttpReply) -> None:
     """Cloudflare's envelope is ``{"success": false, "errors": [{"code", "message"}]}``; 403 code
     10000 (credentials) and 429 codes 3036/3040 (quota, capacity) need nothing beyond the
     status, which ``raise_for_status`` classifies."""
-    errors = _json_object(reply.content).get("errors")
+    errors = reply.json_object().get("errors")
     texts = [
         f"{e.get('message', '')} (code {e.get('code')})".strip()
         for e in (errors if isinstance(errors, list) else [])
@@ -323,11 +293,3 @@ def _raise_for_cloudflare_error(reply: HttpReply) -> None:
             f"{reply.provider}'s safety filter refused the request: {message}", param="prompt"
         )
     raise_for_status(reply, message)
-
-
-def _json_object(content: bytes) -> dict[str, Any]:
-    try:
-        parsed = orjson.loads(content)
-    except orjson.JSONDecodeError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}

@@ -46,11 +46,11 @@ from imagegate.providers.google_wire import (
 )
 from imagegate.providers.http import (
     MAX_RETRY_AFTER_SECONDS,
+    HttpProvider,
     HttpReply,
     UpstreamClient,
     raise_for_status,
     retry_after_seconds,
-    send,
 )
 from imagegate.settings import ProviderSettings
 
@@ -96,7 +96,7 @@ def parse_response(reply: HttpReply, request: NormalizedRequest, target: Target)
     )
 
 
-class GoogleProvider:
+class GoogleProvider(HttpProvider):
     """A configured ``google`` (Gemini API) or ``vertex`` (Vertex AI) provider instance."""
 
     def __init__(self, name: str, settings: ProviderSettings, client: UpstreamClient) -> None:
@@ -109,21 +109,7 @@ class GoogleProvider:
             raise ConfigurationError(f"provider {name!r} needs {what} in api_key", param="api_key")
         if settings.kind == "vertex" and not settings.project:
             raise ConfigurationError(f"provider {name!r} (vertex) needs a project", param="project")
-        self.name = name
-        self._settings = settings
-        self._client = client
-
-    async def generate(self, request: NormalizedRequest, target: Target) -> ProviderResult:
-        reply = await send(
-            self._client,
-            build_request(request, target, self._settings),
-            provider=self.name,
-            seconds=self._settings.timeout_seconds,
-        )
-        return parse_response(reply, request, target)
-
-    async def aclose(self) -> None:
-        return None  # the container owns the shared client
+        super().__init__(name, settings, client, build_request, parse_response)
 
 
 # --- Where and how: the only place that branches on the provider kind ---------------------------

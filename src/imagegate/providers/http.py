@@ -1,8 +1,8 @@
 """The one HTTP layer every adapter sends through.
 
-Adapters build an ``httpx.Request`` with a pure function, send it with ``send`` over the shared
+Adapters build an ``httpx.Request`` with a pure function, send it over the shared
 ``UpstreamClient`` the container owns (one connection pool, keep-alive), and turn the reply into
-images with another pure function.
+images with another pure function; ``HttpProvider`` joins the two.
 
 Why two libraries: httpx builds requests (URLs, query strings, multipart bodies) with an API the
 pure adapter functions and their tests read well; aiohttp moves the bytes. Measured on this
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +37,7 @@ import aiohttp
 import httpx
 import orjson
 
+from imagegate.catalog import Target
 from imagegate.errors import (
     ProviderBadRequest,
     ProviderError,
@@ -44,6 +45,8 @@ from imagegate.errors import (
     ProviderRejected,
     ProviderTimeout,
 )
+from imagegate.models import NormalizedRequest, ProviderResult
+from imagegate.settings import ProviderSettings
 
 MAX_RETRY_AFTER_SECONDS = 120.0
 """A provider's ``Retry-After`` is honoured up to this; longer hints are capped, not obeyed."""
@@ -67,6 +70,14 @@ class HttpReply:
                 f"{self.provider} returned a malformed body (HTTP {self.status}, "
                 f"{len(self.content)} bytes, not JSON)"
             ) from None
+
+    def json_object(self) -> dict[str, Any]:
+        """The body as a JSON object, or ``{}`` when it is not one (error pages, proxies)."""
+        try:
+            parsed = orjson.loads(self.content)
+        except orjson.JSONDecodeError:
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
 
     @property
     def ok(self) -> bool:
@@ -126,13 +137,6 @@ class UpstreamClient:
 
 def new_client(max_connections: int = 256) -> UpstreamClient:
     return UpstreamClient(max_connections)
-
-
-async def send(
-    client: UpstreamClient, request: httpx.Request, *, provider: str, seconds: float
-) -> HttpReply:
-    """Send ``request`` over ``client``; failures come back classified (see the module doc)."""
-    return await client.send(request, provider=provider, seconds=seconds)
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -196,3 +200,40 @@ def raise_for_status(reply: HttpReply, message: str | None = None) -> None:
             retry_after=retry_after_seconds(reply.headers),
         )
     raise ProviderBadRequest(f"{provider} rejected the request (HTTP {status}){detail}")
+
+
+BuildRequest = Callable[[NormalizedRequest, Target, ProviderSettings], httpx.Request]
+ParseResponse = Callable[[HttpReply, NormalizedRequest, Target], ProviderResult]
+
+
+class HttpProvider:
+    """An ``ImageProvider`` made of an adapter's two pure functions around one ``send``.
+
+    Adapters subclass it to check their settings, then hand over their ``build_request`` and
+    ``parse_response``; everything between (timeout, pool, failure classification) is here.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        settings: ProviderSettings,
+        client: UpstreamClient,
+        build: BuildRequest,
+        parse: ParseResponse,
+    ) -> None:
+        self.name = name
+        self._settings = settings
+        self._client = client
+        self._build = build
+        self._parse = parse
+
+    async def generate(self, request: NormalizedRequest, target: Target) -> ProviderResult:
+        reply = await self._client.send(
+            self._build(request, target, self._settings),
+            provider=self.name,
+            seconds=self._settings.timeout_seconds,
+        )
+        return self._parse(reply, request, target)
+
+    async def aclose(self) -> None:
+        """Nothing to close: the container owns the shared client."""

@@ -42,7 +42,7 @@ from imagegate.models import (
     RawImage,
     RequestKind,
 )
-from imagegate.providers.http import HttpReply, UpstreamClient, raise_for_status, send
+from imagegate.providers.http import HttpProvider, HttpReply, UpstreamClient, raise_for_status
 from imagegate.settings import ProviderSettings
 
 OPENAI_API_BASE = "https://api.openai.com/v1"
@@ -132,7 +132,7 @@ def parse_response(reply: HttpReply, request: NormalizedRequest, target: Target)
     )
 
 
-class OpenAIProvider:
+class OpenAIProvider(HttpProvider):
     """One configured OpenAI (or OpenAI-compatible) service over the shared HTTP client."""
 
     def __init__(self, name: str, settings: ProviderSettings, client: UpstreamClient) -> None:
@@ -142,21 +142,7 @@ class OpenAIProvider:
                 "(e.g. http://localhost:8080/v1)",
                 param=f"providers.{name}.base_url",
             )
-        self.name = name
-        self._settings = settings
-        self._client = client
-
-    async def generate(self, request: NormalizedRequest, target: Target) -> ProviderResult:
-        reply = await send(
-            self._client,
-            build_request(request, target, self._settings),
-            provider=self.name,
-            seconds=self._settings.timeout_seconds,
-        )
-        return parse_response(reply, request, target)
-
-    async def aclose(self) -> None:
-        return None  # the container owns the shared client
+        super().__init__(name, settings, client, build_request, parse_response)
 
 
 def _encodes_own_formats(spec: ModelSpec) -> bool:

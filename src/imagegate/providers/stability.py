@@ -19,22 +19,21 @@ import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Final
 
 import httpx
-import orjson
 
 from imagegate.catalog import ModelSpec, Target, nearest_aspect_ratio
 from imagegate.errors import (
     ConfigurationError,
     ContentPolicyViolation,
-    InvalidRequest,
     ProviderError,
     ProviderRejected,
     UnsupportedParameter,
 )
 from imagegate.models import InputImage, NormalizedRequest, ProviderResult, RawImage, RequestKind
-from imagegate.providers.http import HttpReply, UpstreamClient, raise_for_status, send
+from imagegate.providers.base import single_reference_image
+from imagegate.providers.http import HttpProvider, HttpReply, UpstreamClient, raise_for_status
 from imagegate.settings import ProviderSettings
 
 DEFAULT_BASE_URL = "https://api.stability.ai"
@@ -160,7 +159,7 @@ def parse_response(reply: HttpReply, request: NormalizedRequest, target: Target)
     )
 
 
-class StabilityProvider:
+class StabilityProvider(HttpProvider):
     """A configured ``stability`` provider instance."""
 
     def __init__(self, name: str, settings: ProviderSettings, client: UpstreamClient) -> None:
@@ -169,21 +168,7 @@ class StabilityProvider:
                 f"provider {name!r}: StabilityProvider cannot serve {settings.kind!r}"
             )
         _api_key(settings, name)
-        self.name = name
-        self._settings = settings
-        self._client = client
-
-    async def generate(self, request: NormalizedRequest, target: Target) -> ProviderResult:
-        reply = await send(
-            self._client,
-            build_request(request, target, self._settings),
-            provider=self.name,
-            seconds=self._settings.timeout_seconds,
-        )
-        return parse_response(reply, request, target)
-
-    async def aclose(self) -> None:
-        """Nothing to close: the container owns the shared HTTP client."""
+        super().__init__(name, settings, client, build_request, parse_response)
 
 
 def _endpoint(spec: ModelSpec) -> Endpoint:
@@ -198,20 +183,7 @@ def _endpoint(spec: ModelSpec) -> Endpoint:
 
 
 def _reference_image(request: NormalizedRequest, spec: ModelSpec, endpoint: Endpoint) -> InputImage:
-    # The catalogue's ``kinds`` and ``max_input_images`` keep these requests away; this guards
-    # an override that forgot to.
-    if not endpoint.edits:
-        raise UnsupportedParameter(
-            f"Model {spec.name!r} does not take a reference image.", param="image"
-        )
-    if request.mask is not None:
-        raise UnsupportedParameter(f"Model {spec.name!r} does not take a mask.", param="mask")
-    if len(request.images) != 1:
-        raise InvalidRequest(
-            f"Model {spec.name!r} edits exactly one reference image; got {len(request.images)}.",
-            param="image",
-        )
-    return request.images[0]
+    return single_reference_image(request, spec, takes_edits=endpoint.edits)
 
 
 def _asked_format(request: NormalizedRequest, target: Target) -> str:
@@ -245,7 +217,7 @@ def _decode_image(value: object, provider: str) -> bytes:
 def _raise_for_stability_error(reply: HttpReply) -> None:
     """Stability's envelope is ``{"id", "name", "errors": [...]}``; a body that is not one (a
     proxy's HTML page) still gets the class its status deserves."""
-    envelope = _json_object(reply.content)
+    envelope = reply.json_object()
     errors = envelope.get("errors")
     texts = [str(e) for e in errors] if isinstance(errors, list) else []
     message = "; ".join(texts)[:_MAX_MESSAGE_CHARS] or None
@@ -256,11 +228,3 @@ def _raise_for_stability_error(reply: HttpReply) -> None:
             param="prompt",
         )
     raise_for_status(reply, message)
-
-
-def _json_object(content: bytes) -> dict[str, Any]:
-    try:
-        parsed = orjson.loads(content)
-    except orjson.JSONDecodeError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import httpx
@@ -17,6 +16,7 @@ from pydantic import SecretStr
 from tests.fakes.cloudflare import build_cloudflare_fake
 from tests.fakes.images import fake_image
 from tests.fakes.server import FakeServer, FakeState, Fault
+from tests.support import normalized_request
 
 from imagegate.catalog import Catalog, ModelSpec, Target
 from imagegate.errors import (
@@ -30,7 +30,7 @@ from imagegate.errors import (
     ProviderTimeout,
     UnsupportedParameter,
 )
-from imagegate.models import InputImage, NormalizedRequest, RequestKind, ResponseFormat, Size
+from imagegate.models import InputImage, NormalizedRequest, RequestKind, Size
 from imagegate.providers.cloudflare import (
     CloudflareProvider,
     CloudflareWorkerProvider,
@@ -39,7 +39,7 @@ from imagegate.providers.cloudflare import (
     parse_response,
     parse_worker_response,
 )
-from imagegate.providers.http import HttpReply, new_client
+from imagegate.providers.http import HttpReply, UpstreamClient
 from imagegate.settings import ProviderSettings
 
 WORKER_ENTRY = {
@@ -70,20 +70,7 @@ def _target(model: str, params: dict[str, object] | None = None) -> Target:
 
 
 def _request(spec: ModelSpec, **changes: Any) -> NormalizedRequest:
-    request = NormalizedRequest(
-        model=spec.name,
-        prompt="a lighthouse at dusk",
-        n=1,
-        size=spec.default_size,
-        quality=spec.default_quality,
-        output_format=spec.default_output_format,
-        output_compression=None,
-        style=None,
-        background=None,
-        seed=None,
-        response_format=ResponseFormat.B64_JSON,
-    )
-    return replace(request, **changes)
+    return normalized_request(spec, **changes)
 
 
 def _edit(spec: ModelSpec, **changes: Any) -> NormalizedRequest:
@@ -390,15 +377,8 @@ def fake(state: FakeState) -> Iterator[FakeServer]:
         yield server
 
 
-@pytest.fixture
-async def http_client() -> AsyncIterator[httpx.AsyncClient]:
-    client = new_client()
-    yield client
-    await client.aclose()
-
-
 def _workers_ai(
-    fake: FakeServer, client: httpx.AsyncClient, key: str = "cf-fake", timeout: float = 5.0
+    fake: FakeServer, client: UpstreamClient, key: str = "cf-fake", timeout: float = 5.0
 ) -> CloudflareProvider:
     settings = ProviderSettings(
         kind="cloudflare",
@@ -411,7 +391,7 @@ def _workers_ai(
 
 
 def _worker(
-    fake: FakeServer, client: httpx.AsyncClient, method: Literal["GET", "POST"], key: str
+    fake: FakeServer, client: UpstreamClient, method: Literal["GET", "POST"], key: str
 ) -> CloudflareWorkerProvider:
     settings = _worker_settings(method, url=f"{fake.base_url}/worker", key=key)
     return CloudflareWorkerProvider("my-worker", settings, client)
@@ -423,7 +403,7 @@ def _decoded(data: bytes) -> tuple[str | None, tuple[int, int]]:
 
 
 async def test_flux_round_trip_makes_a_1024_jpeg(
-    fake: FakeServer, state: FakeState, http_client: httpx.AsyncClient
+    fake: FakeServer, state: FakeState, http_client: UpstreamClient
 ) -> None:
     target = _target(FLUX)
     result = await _workers_ai(fake, http_client).generate(_request(target.spec, seed=1), target)
@@ -435,7 +415,7 @@ async def test_flux_round_trip_makes_a_1024_jpeg(
 
 
 async def test_sdxl_round_trip_makes_a_png_of_the_asked_size(
-    fake: FakeServer, http_client: httpx.AsyncClient
+    fake: FakeServer, http_client: UpstreamClient
 ) -> None:
     target = _target(SDXL)
     request = _request(target.spec, size=Size(1216, 832))
@@ -445,7 +425,7 @@ async def test_sdxl_round_trip_makes_a_png_of_the_asked_size(
 
 
 async def test_sdxl_edit_round_trip(
-    fake: FakeServer, state: FakeState, http_client: httpx.AsyncClient
+    fake: FakeServer, state: FakeState, http_client: UpstreamClient
 ) -> None:
     target = _target(SDXL)
     request = _edit(target.spec, size=Size(768, 768), strength=0.5)
@@ -460,7 +440,7 @@ async def test_sdxl_edit_round_trip(
 async def test_worker_round_trip(
     fake: FakeServer,
     state: FakeState,
-    http_client: httpx.AsyncClient,
+    http_client: UpstreamClient,
     method: Literal["GET", "POST"],
     size: Size,
 ) -> None:
@@ -493,7 +473,7 @@ async def test_worker_round_trip(
 async def test_workers_ai_faults_become_the_right_error(
     fake: FakeServer,
     state: FakeState,
-    http_client: httpx.AsyncClient,
+    http_client: UpstreamClient,
     model: str,
     fault: Fault,
     error: type[ImagegateError],
@@ -513,7 +493,7 @@ async def test_workers_ai_faults_become_the_right_error(
     "fault", [Fault.malformed(), Fault.reset(), Fault.error(502)], ids=["malformed", "reset", "502"]
 )
 async def test_worker_faults_are_retryable(
-    fake: FakeServer, state: FakeState, http_client: httpx.AsyncClient, fault: Fault
+    fake: FakeServer, state: FakeState, http_client: UpstreamClient, fault: Fault
 ) -> None:
     state.faults.next(fault)
     target = _target("my-worker")
@@ -524,7 +504,7 @@ async def test_worker_faults_are_retryable(
 
 @pytest.mark.parametrize("kind", ["workers-ai", "worker"])
 async def test_a_wrong_key_is_rejected_without_repeating_it(
-    fake: FakeServer, http_client: httpx.AsyncClient, kind: str
+    fake: FakeServer, http_client: UpstreamClient, kind: str
 ) -> None:
     if kind == "workers-ai":
         target, provider = _target(FLUX), _workers_ai(fake, http_client, key="cf-wrong-1234")

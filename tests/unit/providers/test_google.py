@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from tests.fakes.google import build_google_fake
 from tests.fakes.images import fake_image
 from tests.fakes.server import FakeServer, FakeState, Fault
+from tests.support import normalized_request
 
 from imagegate.catalog import Catalog, Target
 from imagegate.errors import (
@@ -31,11 +32,10 @@ from imagegate.models import (
     NormalizedRequest,
     OutputFormat,
     RequestKind,
-    ResponseFormat,
     Size,
 )
 from imagegate.providers.google import GoogleProvider, build_request, parse_response
-from imagegate.providers.http import HttpReply, new_client
+from imagegate.providers.http import HttpReply, UpstreamClient
 from imagegate.settings import ProviderSettings
 
 CATALOG = Catalog.load()
@@ -54,20 +54,7 @@ JPEG = fake_image(8, 8, "jpeg")
 
 
 def _request(**fields: Any) -> NormalizedRequest:
-    defaults: dict[str, Any] = {
-        "model": "m",
-        "prompt": "a lighthouse at dusk",
-        "n": 1,
-        "size": Size(1024, 1024),
-        "quality": "standard",
-        "output_format": OutputFormat.PNG,
-        "output_compression": None,
-        "style": None,
-        "background": None,
-        "seed": None,
-        "response_format": ResponseFormat.B64_JSON,
-    }
-    return NormalizedRequest(**{**defaults, **fields})
+    return normalized_request(**fields)
 
 
 def _reference(data: bytes, mime: str) -> InputImage:
@@ -575,11 +562,11 @@ def test_a_garbled_success_is_retryable(content: bytes) -> None:
     assert error.retryable
 
 
-async def test_vertex_settings_need_a_project_and_a_token(http: httpx.AsyncClient) -> None:
+async def test_vertex_settings_need_a_project_and_a_token(http_client: UpstreamClient) -> None:
     with pytest.raises(ConfigurationError, match="project"):
-        GoogleProvider("vertex", VERTEX.model_copy(update={"project": None}), http)
+        GoogleProvider("vertex", VERTEX.model_copy(update={"project": None}), http_client)
     with pytest.raises(ConfigurationError, match="api_key"):
-        GoogleProvider("google", GEMINI_API.model_copy(update={"api_key": None}), http)
+        GoogleProvider("google", GEMINI_API.model_copy(update={"api_key": None}), http_client)
 
 
 # --- Round trips against the loopback fake ------------------------------------------------------
@@ -596,15 +583,8 @@ def fake(state: FakeState) -> Iterator[FakeServer]:
         yield server
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    client = new_client()
-    yield client
-    await client.aclose()
-
-
 def _provider(
-    kind: str, fake: FakeServer, http: httpx.AsyncClient, key: str, timeout: float = 10.0
+    kind: str, fake: FakeServer, http_client: UpstreamClient, key: str, timeout: float = 10.0
 ) -> GoogleProvider:
     settings = ProviderSettings(
         kind=kind,  # type: ignore[arg-type]
@@ -614,7 +594,7 @@ def _provider(
         location="europe-west4",
         timeout_seconds=timeout,
     )
-    return GoogleProvider(kind, settings, http)
+    return GoogleProvider(kind, settings, http_client)
 
 
 def _decoded(data: bytes) -> Image.Image:
@@ -625,9 +605,9 @@ def _decoded(data: bytes) -> Image.Image:
 
 @pytest.mark.parametrize(("kind", "target"), [("google", IMAGEN), ("vertex", IMAGEN_VERTEX)])
 async def test_imagen_generates_n_images_at_the_asked_aspect(
-    kind: str, target: Target, fake: FakeServer, http: httpx.AsyncClient, state: FakeState
+    kind: str, target: Target, fake: FakeServer, http_client: UpstreamClient, state: FakeState
 ) -> None:
-    provider = _provider(kind, fake, http, state.api_key)
+    provider = _provider(kind, fake, http_client, state.api_key)
     # A seed and a negative prompt are honoured on Vertex and left out on the Gemini API (which
     # would answer 400 to them); the fake refuses them exactly so.
     request = _request(n=2, size=Size(1792, 1024), seed=42, negative_prompt="text, watermark")
@@ -646,9 +626,9 @@ async def test_imagen_generates_n_images_at_the_asked_aspect(
 
 
 async def test_imagen_returns_jpeg_when_asked(
-    fake: FakeServer, http: httpx.AsyncClient, state: FakeState
+    fake: FakeServer, http_client: UpstreamClient, state: FakeState
 ) -> None:
-    provider = _provider("google", fake, http, state.api_key)
+    provider = _provider("google", fake, http_client, state.api_key)
     request = _request(size=Size(896, 1280), output_format=OutputFormat.JPEG, output_compression=60)
     (image,) = (await provider.generate(request, IMAGEN)).images
     decoded = _decoded(image.data)
@@ -656,9 +636,9 @@ async def test_imagen_returns_jpeg_when_asked(
 
 
 async def test_gemini_generates_one_image_with_token_cost(
-    fake: FakeServer, http: httpx.AsyncClient, state: FakeState
+    fake: FakeServer, http_client: UpstreamClient, state: FakeState
 ) -> None:
-    provider = _provider("google", fake, http, state.api_key)
+    provider = _provider("google", fake, http_client, state.api_key)
     result = await provider.generate(_request(size=Size(1792, 1024)), GEMINI)
     (image,) = result.images
     assert _decoded(image.data).size == (1344, 768)  # Gemini's 16:9
@@ -671,9 +651,9 @@ async def test_gemini_generates_one_image_with_token_cost(
 
 @pytest.mark.parametrize("kind", ["google", "vertex"])
 async def test_gemini_edit_sends_every_reference_image(
-    kind: str, fake: FakeServer, http: httpx.AsyncClient, state: FakeState
+    kind: str, fake: FakeServer, http_client: UpstreamClient, state: FakeState
 ) -> None:
-    provider = _provider(kind, fake, http, state.api_key)
+    provider = _provider(kind, fake, http_client, state.api_key)
     references = (_reference(PNG, "image/png"), _reference(JPEG, "image/jpeg"))
     request = _request(kind=RequestKind.EDIT, prompt="combine these", images=references)
     (image,) = (await provider.generate(request, GEMINI)).images
@@ -685,11 +665,11 @@ async def test_gemini_edit_sends_every_reference_image(
 
 
 async def test_a_text_only_answer_is_retryable(
-    fake: FakeServer, http: httpx.AsyncClient, state: FakeState
+    fake: FakeServer, http_client: UpstreamClient, state: FakeState
 ) -> None:
     text_only = _with(GEMINI, generationConfig={"responseModalities": ["TEXT"]})
     with pytest.raises(ProviderError, match="returned no image") as caught:
-        await _provider("google", fake, http, state.api_key).generate(_request(), text_only)
+        await _provider("google", fake, http_client, state.api_key).generate(_request(), text_only)
     assert caught.value.retryable
     sent = orjson.loads(state.calls[0].body)["generationConfig"]
     assert sent["imageConfig"] == {"aspectRatio": "1:1"}  # the route's params merged, not replaced
@@ -697,11 +677,11 @@ async def test_a_text_only_answer_is_retryable(
 
 @pytest.mark.parametrize("target", [IMAGEN, GEMINI], ids=["imagen", "gemini"])
 async def test_rate_limit_carries_googles_retry_delay(
-    target: Target, fake: FakeServer, http: httpx.AsyncClient, state: FakeState
+    target: Target, fake: FakeServer, http_client: UpstreamClient, state: FakeState
 ) -> None:
     state.faults.next(Fault.error(429, retry_after=41))
     with pytest.raises(ProviderRateLimited) as caught:
-        await _provider("google", fake, http, state.api_key).generate(_request(), target)
+        await _provider("google", fake, http_client, state.api_key).generate(_request(), target)
     assert caught.value.retry_after == 41
     assert caught.value.retryable
 
@@ -721,11 +701,11 @@ async def test_transient_failures_are_retryable(
     fault: Fault,
     expected: type[ProviderError],
     fake: FakeServer,
-    http: httpx.AsyncClient,
+    http_client: UpstreamClient,
     state: FakeState,
 ) -> None:
     state.faults.next(fault)
-    provider = _provider("vertex", fake, http, state.api_key, timeout=0.3)
+    provider = _provider("vertex", fake, http_client, state.api_key, timeout=0.3)
     with pytest.raises(ProviderError) as caught:
         await provider.generate(_request(), IMAGEN_VERTEX)
     assert type(caught.value) is expected
@@ -733,10 +713,10 @@ async def test_transient_failures_are_retryable(
 
 
 async def test_the_fault_is_gone_on_the_next_call(
-    fake: FakeServer, http: httpx.AsyncClient, state: FakeState
+    fake: FakeServer, http_client: UpstreamClient, state: FakeState
 ) -> None:
     state.faults.next(Fault.error(503))
-    provider = _provider("google", fake, http, state.api_key)
+    provider = _provider("google", fake, http_client, state.api_key)
     with pytest.raises(ProviderError, match="overloaded"):
         await provider.generate(_request(), GEMINI)
     assert len((await provider.generate(_request(), GEMINI)).images) == 1
@@ -744,22 +724,22 @@ async def test_the_fault_is_gone_on_the_next_call(
 
 @pytest.mark.parametrize("target", [IMAGEN, GEMINI], ids=["imagen", "gemini"])
 async def test_safety_refusal_is_a_content_policy_violation(
-    target: Target, fake: FakeServer, http: httpx.AsyncClient, state: FakeState
+    target: Target, fake: FakeServer, http_client: UpstreamClient, state: FakeState
 ) -> None:
     state.faults.next(Fault.safety())
     with pytest.raises(ContentPolicyViolation) as caught:
-        await _provider("google", fake, http, state.api_key).generate(_request(n=1), target)
+        await _provider("google", fake, http_client, state.api_key).generate(_request(n=1), target)
     assert not caught.value.retryable
 
 
 @pytest.mark.parametrize("kind", ["google", "vertex"])
 async def test_wrong_credentials_are_rejected_without_echoing_them(
-    kind: str, fake: FakeServer, http: httpx.AsyncClient
+    kind: str, fake: FakeServer, http_client: UpstreamClient
 ) -> None:
     wrong = "AIzaSy-wrong-key-0123"
     target = IMAGEN if kind == "google" else IMAGEN_VERTEX
     with pytest.raises(ProviderRejected) as caught:
-        await _provider(kind, fake, http, wrong).generate(_request(), target)
+        await _provider(kind, fake, http_client, wrong).generate(_request(), target)
     assert caught.value.code == "upstream_auth_failed"
     assert not caught.value.retryable
     assert caught.value.fallback  # the next target of the route may still serve it
@@ -767,11 +747,11 @@ async def test_wrong_credentials_are_rejected_without_echoing_them(
 
 
 async def test_a_retired_model_is_rejected_so_the_route_falls_back(
-    fake: FakeServer, http: httpx.AsyncClient, state: FakeState
+    fake: FakeServer, http_client: UpstreamClient, state: FakeState
 ) -> None:
     spec = IMAGEN.spec.model_copy(update={"upstream_model": "imagen-3.0-generate-002"})
     with pytest.raises(ProviderRejected) as caught:
-        await _provider("google", fake, http, state.api_key).generate(
+        await _provider("google", fake, http_client, state.api_key).generate(
             _request(), Target(spec, "google")
         )
     assert caught.value.code == "upstream_model_not_found"

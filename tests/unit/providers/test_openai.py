@@ -3,7 +3,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from tests.fakes.images import fake_image
 from tests.fakes.openai import Upload, build_openai_fake, parse_form
 from tests.fakes.server import FakeServer, FakeState, Fault
+from tests.support import normalized_request
 
 from imagegate.catalog import Catalog, Target
 from imagegate.errors import (
@@ -35,7 +36,7 @@ from imagegate.models import (
     ResponseFormat,
     Size,
 )
-from imagegate.providers.http import HttpReply, new_client
+from imagegate.providers.http import HttpReply, UpstreamClient
 from imagegate.providers.openai import OpenAIProvider, build_request, parse_response
 from imagegate.settings import ProviderSettings
 
@@ -55,21 +56,9 @@ def _settings(**fields: Any) -> ProviderSettings:
 
 
 def _request(model: str, **fields: Any) -> NormalizedRequest:
-    spec = CATALOG.get(model)
-    defaults: dict[str, Any] = {
-        "model": model,
-        "prompt": "a red fox",
-        "n": 1,
-        "size": spec.default_size,
-        "quality": spec.default_quality,
-        "output_format": OutputFormat.PNG,
-        "output_compression": None,
-        "style": None,
-        "background": None,
-        "seed": None,
-        "response_format": ResponseFormat.URL,
-    }
-    return NormalizedRequest(**{**defaults, **fields})
+    fields = {"prompt": "a red fox", "output_format": OutputFormat.PNG,
+              "response_format": ResponseFormat.URL, **fields}  # fmt: skip
+    return normalized_request(CATALOG.get(model), **fields)
 
 
 def _image(data: bytes, mime: str) -> InputImage:
@@ -488,15 +477,9 @@ def fake(state: FakeState) -> Iterator[FakeServer]:
         yield server
 
 
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with new_client() as shared:
-        yield shared
-
-
 def _provider(
     fake: FakeServer,
-    client: httpx.AsyncClient,
+    http_client: UpstreamClient,
     key: str,
     *,
     kind: str = "openai",
@@ -508,7 +491,7 @@ def _provider(
         base_url=f"{fake.base_url}/v1",
         timeout_seconds=timeout,
     )
-    return OpenAIProvider("openai-fake", settings, client)
+    return OpenAIProvider("openai-fake", settings, http_client)
 
 
 def _decoded(data: bytes) -> Image.Image:
@@ -516,9 +499,9 @@ def _decoded(data: bytes) -> Image.Image:
 
 
 async def test_gpt_image_generation_round_trip(
-    fake: FakeServer, client: httpx.AsyncClient, state: FakeState
+    fake: FakeServer, http_client: UpstreamClient, state: FakeState
 ) -> None:
-    provider = _provider(fake, client, state.api_key)
+    provider = _provider(fake, http_client, state.api_key)
     request = _request(
         "gpt-image-1", n=2, size=Size(1536, 1024), quality="low", output_format=OutputFormat.JPEG
     )
@@ -538,9 +521,9 @@ async def test_gpt_image_generation_round_trip(
 
 
 async def test_dall_e_3_generation_round_trip(
-    fake: FakeServer, client: httpx.AsyncClient, state: FakeState
+    fake: FakeServer, http_client: UpstreamClient, state: FakeState
 ) -> None:
-    provider = _provider(fake, client, state.api_key)
+    provider = _provider(fake, http_client, state.api_key)
     request = _request("dall-e-3", style="vivid", output_format=OutputFormat.WEBP)
     result = await provider.generate(request, _target("dall-e-3"))
 
@@ -554,9 +537,9 @@ async def test_dall_e_3_generation_round_trip(
 
 
 async def test_edit_with_two_images_and_a_mask_round_trip(
-    fake: FakeServer, client: httpx.AsyncClient, state: FakeState
+    fake: FakeServer, http_client: UpstreamClient, state: FakeState
 ) -> None:
-    provider = _provider(fake, client, state.api_key)
+    provider = _provider(fake, http_client, state.api_key)
     request = _edit(
         "gpt-image-1",
         images=(_image(PNG, "image/png"), _image(JPEG, "image/jpeg")),
@@ -582,9 +565,9 @@ async def test_edit_with_two_images_and_a_mask_round_trip(
 
 
 async def test_rate_limit_carries_retry_after_and_the_next_call_succeeds(
-    fake: FakeServer, client: httpx.AsyncClient, state: FakeState
+    fake: FakeServer, http_client: UpstreamClient, state: FakeState
 ) -> None:
-    provider = _provider(fake, client, state.api_key)
+    provider = _provider(fake, http_client, state.api_key)
     state.faults.next(Fault.error(429, retry_after=3))
     with pytest.raises(ProviderRateLimited) as caught:
         await provider.generate(_request("dall-e-2", size=Size(256, 256)), _target("dall-e-2"))
@@ -606,13 +589,13 @@ async def test_rate_limit_carries_retry_after_and_the_next_call_succeeds(
 )
 async def test_transient_faults_are_retryable(
     fake: FakeServer,
-    client: httpx.AsyncClient,
+    http_client: UpstreamClient,
     state: FakeState,
     fault: Fault,
     seconds: float,
     error: type[ProviderError],
 ) -> None:
-    provider = _provider(fake, client, state.api_key, timeout=seconds)
+    provider = _provider(fake, http_client, state.api_key, timeout=seconds)
     state.faults.next(fault)
     with pytest.raises(ProviderError) as caught:
         await provider.generate(_request("dall-e-2", size=Size(256, 256)), _target("dall-e-2"))
@@ -622,9 +605,9 @@ async def test_transient_faults_are_retryable(
 
 @pytest.mark.parametrize("model", ["gpt-image-1", "dall-e-3"])
 async def test_safety_refusal_is_a_content_policy_violation(
-    fake: FakeServer, client: httpx.AsyncClient, state: FakeState, model: str
+    fake: FakeServer, http_client: UpstreamClient, state: FakeState, model: str
 ) -> None:
-    provider = _provider(fake, client, state.api_key)
+    provider = _provider(fake, http_client, state.api_key)
     state.faults.next(Fault.safety())
     with pytest.raises(ContentPolicyViolation) as caught:
         await provider.generate(_request(model), _target(model))
@@ -633,10 +616,10 @@ async def test_safety_refusal_is_a_content_policy_violation(
 
 
 async def test_wrong_key_is_rejected_and_never_echoed(
-    fake: FakeServer, client: httpx.AsyncClient, state: FakeState
+    fake: FakeServer, http_client: UpstreamClient, state: FakeState
 ) -> None:
     wrong = "sk-wrong-key-that-must-not-leak"
-    provider = _provider(fake, client, wrong)
+    provider = _provider(fake, http_client, wrong)
     with pytest.raises(ProviderRejected) as caught:
         await provider.generate(_request("gpt-image-1"), _target("gpt-image-1"))
     assert caught.value.retryable is False
@@ -646,11 +629,11 @@ async def test_wrong_key_is_rejected_and_never_echoed(
 
 
 async def test_compatible_proxy_to_gpt_image_needs_response_format_removed(
-    fake: FakeServer, client: httpx.AsyncClient, state: FakeState
+    fake: FakeServer, http_client: UpstreamClient, state: FakeState
 ) -> None:
     """Compatible servers are asked for b64_json; a proxy in front of OpenAI's GPT image models
     (which refuse the field) needs ``response_format: null`` in the route's params."""
-    provider = _provider(fake, client, state.api_key, kind="openai_compatible")
+    provider = _provider(fake, http_client, state.api_key, kind="openai_compatible")
     with pytest.raises(ProviderBadRequest, match="unknown_parameter"):
         await provider.generate(_request("gpt-image-1"), _target("gpt-image-1"))
 

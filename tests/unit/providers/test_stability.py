@@ -6,8 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import math
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -18,6 +17,7 @@ from pydantic import SecretStr
 from tests.fakes.images import fake_image
 from tests.fakes.server import FakeServer, FakeState, Fault
 from tests.fakes.stability import FormPart, build_stability_fake, read_multipart
+from tests.support import normalized_request
 
 from imagegate.catalog import Catalog, ModelSpec, Target, nearest_aspect_ratio
 from imagegate.errors import (
@@ -36,10 +36,9 @@ from imagegate.models import (
     NormalizedRequest,
     OutputFormat,
     RequestKind,
-    ResponseFormat,
     Size,
 )
-from imagegate.providers.http import HttpReply, new_client
+from imagegate.providers.http import HttpReply, UpstreamClient
 from imagegate.providers.stability import StabilityProvider, build_request, parse_response
 from imagegate.settings import ProviderSettings
 
@@ -56,20 +55,7 @@ def _target(model: str, params: dict[str, object] | None = None) -> Target:
 
 
 def _request(spec: ModelSpec, **changes: Any) -> NormalizedRequest:
-    request = NormalizedRequest(
-        model=spec.name,
-        prompt="a lighthouse at dusk",
-        n=1,
-        size=spec.default_size,
-        quality=spec.default_quality,
-        output_format=spec.default_output_format,
-        output_compression=None,
-        style=None,
-        background=None,
-        seed=None,
-        response_format=ResponseFormat.B64_JSON,
-    )
-    return replace(request, **changes)
+    return normalized_request(spec, **changes)
 
 
 def _edit(spec: ModelSpec, **changes: Any) -> NormalizedRequest:
@@ -322,15 +308,8 @@ def fake(state: FakeState) -> Iterator[FakeServer]:
         yield server
 
 
-@pytest.fixture
-async def http_client() -> AsyncIterator[httpx.AsyncClient]:
-    client = new_client()
-    yield client
-    await client.aclose()
-
-
 def _provider(
-    fake: FakeServer, client: httpx.AsyncClient, key: str = "sk-fake", timeout: float = 5.0
+    fake: FakeServer, client: UpstreamClient, key: str = "sk-fake", timeout: float = 5.0
 ) -> StabilityProvider:
     settings = ProviderSettings(
         kind="stability", api_key=SecretStr(key), base_url=fake.base_url, timeout_seconds=timeout
@@ -343,7 +322,7 @@ def _decoded(data: bytes) -> Image.Image:
 
 
 async def test_core_round_trip_makes_a_square_png_with_a_seed(
-    fake: FakeServer, state: FakeState, http_client: httpx.AsyncClient
+    fake: FakeServer, state: FakeState, http_client: UpstreamClient
 ) -> None:
     target = _target("stable-image-core")
     result = await _provider(fake, http_client).generate(_request(target.spec, seed=77), target)
@@ -356,7 +335,7 @@ async def test_core_round_trip_makes_a_square_png_with_a_seed(
 
 
 async def test_sd3_round_trip_sends_the_model_as_a_form_field(
-    fake: FakeServer, state: FakeState, http_client: httpx.AsyncClient
+    fake: FakeServer, state: FakeState, http_client: UpstreamClient
 ) -> None:
     target = _target("sd3.5-large")
     request = _request(target.spec, size=Size(1792, 1024), output_format=OutputFormat.JPEG)
@@ -371,7 +350,7 @@ async def test_sd3_round_trip_sends_the_model_as_a_form_field(
 
 
 async def test_ultra_round_trip_edits_the_reference_image(
-    fake: FakeServer, state: FakeState, http_client: httpx.AsyncClient
+    fake: FakeServer, state: FakeState, http_client: UpstreamClient
 ) -> None:
     target = _target("stable-image-ultra")
     source = InputImage(data=fake_image(640, 480, "png"), mime="image/png", content_hash="h")
@@ -400,7 +379,7 @@ async def test_ultra_round_trip_edits_the_reference_image(
 async def test_faults_become_the_right_error(
     fake: FakeServer,
     state: FakeState,
-    http_client: httpx.AsyncClient,
+    http_client: UpstreamClient,
     fault: Fault,
     safety: str | None,
     error: type[ImagegateError],
@@ -420,7 +399,7 @@ async def test_faults_become_the_right_error(
 
 
 async def test_a_wrong_key_is_rejected_without_repeating_it(
-    fake: FakeServer, http_client: httpx.AsyncClient
+    fake: FakeServer, http_client: UpstreamClient
 ) -> None:
     target = _target("stable-image-core")
     provider = _provider(fake, http_client, key="sk-wrong-1234")
