@@ -26,9 +26,9 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 async def current_principal(
     request: Request,
-    services: ServicesDep,
     _documented: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Principal:
+    services: Services = request.app.state.services
     return await services.keys.authenticate(request.headers.get("authorization"))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -95,6 +96,42 @@ class SqliteWriterThread:
     async def aclose(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._thread, self._engine.dispose)
         self._thread.shutdown(wait=True)
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_insert(
+    table: sa.Table, columns: tuple[str, ...], dialect: Dialect
+) -> tuple[str, tuple[Callable[[Any], Any] | None, ...]]:
+    """The INSERT statement for ``columns`` and each column's bind processor, made once."""
+    placeholders = ", ".join("?" for _ in columns)
+    # Names come from our own tables (``table.c[name]`` refuses anything else), never from input.
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608
+    return sql, tuple(table.c[name].type.bind_processor(dialect) for name in columns)
+
+
+def insert_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` (all with the same keys) in one executemany.
+
+    On SQLite the statement goes straight to the driver, with SQLAlchemy's own type processors
+    applied: for small rows SQLAlchemy's per-statement work costs more than SQLite's insert
+    (measured: 200 us against 88 us for a generation's three inserts and commit), and it runs
+    on the writer thread while holding the GIL. Elsewhere it goes through Core.
+    """
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite":
+        conn.execute(table.insert(), rows)
+        return
+    columns = tuple(rows[0])
+    sql, processors = _sqlite_insert(table, columns, conn.dialect)
+    params = [
+        tuple(
+            value if process is None else process(value)
+            for value, process in zip(row.values(), processors, strict=True)
+        )
+        for row in rows
+    ]
+    conn.exec_driver_sql(sql, params)
 
 
 class SqlDatabase:

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from imagegate.db.engine import TransactionRunner
+from imagegate.db.engine import TransactionRunner, insert_rows
 from imagegate.db.tables import events, generations, images
 from imagegate.errors import Unavailable
 from imagegate.models import Attempt, Event, Generation, Outcome, StoredImage, new_id
@@ -84,13 +84,9 @@ def _event_rows(g: Generation) -> list[dict[str, Any]]:
 
 
 def _insert(conn: Connection, batch: list[Generation]) -> None:
-    conn.execute(generations.insert(), [_generation_row(g) for g in batch])
-    image_rows = [row for g in batch for row in _image_rows(g)]
-    if image_rows:
-        conn.execute(images.insert(), image_rows)
-    event_rows = [row for g in batch for row in _event_rows(g)]
-    if event_rows:
-        conn.execute(events.insert(), event_rows)
+    insert_rows(conn, generations, [_generation_row(g) for g in batch])
+    insert_rows(conn, images, [row for g in batch for row in _image_rows(g)])
+    insert_rows(conn, events, [row for g in batch for row in _event_rows(g)])
 
 
 class SqlGenerationRepository:

@@ -132,6 +132,8 @@ class Router:
             raise ProviderUnavailable(f"No target of {spec.name!r} can serve this request.")
         deadline = time.monotonic() + self._retry.deadline_seconds
         per_call = min(t.spec.per_call for t in targets)
+        if request.n <= per_call:  # the common case: one call, no extra task
+            return await self._call(targets, request, deadline, attempts)
         chunks = [per_call] * (request.n // per_call)
         if request.n % per_call:
             chunks.append(request.n % per_call)
