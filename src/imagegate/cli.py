@@ -20,6 +20,7 @@ from rich.table import Table
 from imagegate.container import Services, build_services
 from imagegate.errors import ConfigurationError, ImagegateError
 from imagegate.models import GenerationRequest, OutputFormat, ResponseFormat, Role
+from imagegate.services.keys import IssuedKey
 from imagegate.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -78,7 +79,15 @@ def serve(
         update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
     )
     settings = settings.model_copy(update={"server": server})
-    issued = _run(lambda services: services.keys.ensure_bootstrap_admin(), settings)
+
+    async def start(services: Services) -> tuple[IssuedKey | None, dict[str, str]]:
+        issued = await services.keys.ensure_bootstrap_admin()
+        return issued, services.providers.report().providers
+
+    issued, providers = _run(start, settings)
+    for name, status in providers.items():
+        if status != "ok":
+            err.print(f"[yellow]provider {name}: {status}[/yellow] (its models are not served)")
     if issued is not None:
         typer.echo(
             "\nFirst start: created the admin API key (shown once, stored only as a hash):\n\n"

@@ -101,6 +101,24 @@ class CreateImageEditForm(BaseModel):
         )
 
 
+class ImageRef(BaseModel):
+    """OpenAI's ``ImageRefParam``: imagegate takes ``data:`` URLs (it never fetches URLs)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_url: str | None = None
+    file_id: str | None = None
+
+
+class CreateImageEditJson(CreateImageEditForm):
+    """OpenAI's JSON form of an edit (``EditImageBodyJsonParam``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    images: list[ImageRef] = Field(min_length=1)
+    mask: ImageRef | None = None
+
+
 def edit_form_openapi() -> dict[str, object]:
     """The multipart body of /v1/images/edits for the OpenAPI document."""
     schema = CreateImageEditForm.model_json_schema()
@@ -114,7 +132,10 @@ def edit_form_openapi() -> dict[str, object]:
     return {
         "requestBody": {
             "required": True,
-            "content": {"multipart/form-data": {"schema": schema}},
+            "content": {
+                "multipart/form-data": {"schema": schema},
+                "application/json": {"schema": CreateImageEditJson.model_json_schema()},
+            },
         }
     }
 

@@ -246,7 +246,52 @@ async def test_bad_edit_requests_are_clear_400s(
     assert fragment in error["message"]
 
 
-async def test_edits_must_be_multipart(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
-    response = await client.post("/v1/images/edits", json={"prompt": "x"}, headers=auth)
+async def test_edits_must_be_multipart_or_json(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    response = await client.post(
+        "/v1/images/edits", content=b"prompt=x", headers={**auth, "Content-Type": "text/plain"}
+    )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_content_type"
+
+
+def _data_url(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+async def test_edits_also_take_openais_json_form_with_data_urls(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    response = await client.post(
+        "/v1/images/edits",
+        json={
+            "prompt": "make it sunset",
+            "images": [{"image_url": _data_url(_png())}],
+            "size": "256x256",
+            "response_format": "b64_json",
+        },
+        headers=auth,
+    )
+    assert response.status_code == 200, response.text
+    (item,) = response.json()["data"]
+    assert Image.open(io.BytesIO(base64.b64decode(item["b64_json"]))).size == (256, 256)
+
+
+@pytest.mark.parametrize(
+    ("images", "fragment"),
+    [
+        ([{"image_url": "https://example.com/cat.png"}], "does not fetch image URLs"),
+        ([{"file_id": "file-123"}], "file_id is not supported"),
+        ([{"image_url": "data:image/png;base64,@@@"}], "not valid base64"),
+        ([], "at least 1 item"),
+    ],
+)
+async def test_json_edits_never_fetch_urls_and_say_why(
+    client: httpx.AsyncClient, auth: dict[str, str], images: list[object], fragment: str
+) -> None:
+    response = await client.post(
+        "/v1/images/edits", json={"prompt": "x", "images": images}, headers=auth
+    )
+    assert response.status_code == 400
+    assert fragment in response.json()["error"]["message"]

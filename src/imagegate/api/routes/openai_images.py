@@ -3,28 +3,33 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import time
+from typing import TypeVar
 
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
 from imagegate.api.deps import CurrentPrincipal, ServicesDep
 from imagegate.api.schemas import (
     CreateImageEditForm,
+    CreateImageEditJson,
     CreateImageRequest,
     ErrorResponse,
+    ImageRef,
     ImagesResponse,
     edit_form_openapi,
 )
-from imagegate.errors import InvalidRequest
-from imagegate.models import InputImage, ResponseFormat
+from imagegate.errors import InvalidRequest, UnsupportedParameter
+from imagegate.models import GenerationRequest, InputImage, ResponseFormat
 from imagegate.services.generations import GenerationResult
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
+T = TypeVar("T", bound=BaseModel)
 
 ERRORS: dict[int | str, dict[str, object]] = {
     status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 429, 500, 502, 503, 504)
@@ -98,12 +103,63 @@ async def _upload(value: UploadFile | str, field: str) -> InputImage:
 async def edit_image(
     request: Request, principal: CurrentPrincipal, services: ServicesDep
 ) -> Response:
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/json"):
+        edit = await _json_edit(request)
+    elif content_type.startswith("multipart/form-data"):
+        edit = await _multipart_edit(request)
+    else:
         raise InvalidRequest(
-            "Send image edits as multipart/form-data with 'image' file parts.",
+            "Send image edits as multipart/form-data with 'image' file parts, or as JSON with "
+            "'images': [{'image_url': 'data:image/png;base64,...'}].",
             param=None,
             code="invalid_content_type",
         )
+    return _render(await services.generations.generate(principal, edit))
+
+
+def _validated(model: type[T], fields: object) -> T:
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+        ) from None
+
+
+def _from_data_url(ref: ImageRef, field: str) -> InputImage:
+    if ref.file_id is not None or not ref.image_url:
+        raise UnsupportedParameter(
+            f"{field}: file_id is not supported; send the image as a data: URL.", param=field
+        )
+    header, comma, payload = ref.image_url.partition(",")
+    if not (header.startswith("data:") and header.endswith(";base64") and comma):
+        raise InvalidRequest(
+            f"{field}: imagegate does not fetch image URLs; send a data:image/...;base64, URL "
+            "or use multipart/form-data.",
+            param=field,
+        )
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except binascii.Error:
+        raise InvalidRequest(f"{field}: the data URL is not valid base64.", param=field) from None
+    return InputImage.from_upload(data, header.removeprefix("data:").removesuffix(";base64"))
+
+
+async def _json_edit(request: Request) -> GenerationRequest:
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        raise InvalidRequest(
+            "We could not parse the JSON body of your request.", param=None, code="invalid_json"
+        ) from None
+    parsed = _validated(CreateImageEditJson, body)
+    images = [_from_data_url(ref, "images") for ref in parsed.images]
+    mask = _from_data_url(parsed.mask, "mask") if parsed.mask else None
+    return parsed.to_domain(images, mask)
+
+
+async def _multipart_edit(request: Request) -> GenerationRequest:
     async with request.form(max_files=MAX_FORM_FILES, max_fields=64) as form:
         images = [
             await _upload(value, "image")
@@ -115,11 +171,4 @@ async def edit_image(
         fields = {k: v for k, v in form.multi_items() if k not in _FILE_FIELDS}
     if not images:
         raise InvalidRequest("Missing required parameter: 'image'.", param="image")
-    try:
-        parsed = CreateImageEditForm.model_validate(fields)
-    except ValidationError as exc:
-        raise RequestValidationError(
-            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
-        ) from None
-    result = await services.generations.generate(principal, parsed.to_domain(images, mask))
-    return _render(result)
+    return _validated(CreateImageEditForm, fields).to_domain(images, mask)
