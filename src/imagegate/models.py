@@ -47,9 +47,13 @@ class RequestKind(enum.StrEnum):
 
 
 class Outcome(enum.StrEnum):
-    """What happened to one generation request (more outcomes come with caching)."""
+    """What happened to one generation request."""
 
     GENERATED = "generated"
+    CACHE_HIT = "cache_hit"
+    """Served from the cache: no provider call; ``saved_cost_micro_usd`` is what it would cost."""
+    COALESCED = "coalesced"
+    """Joined an identical request already in flight: one provider call served both."""
     FAILED = "failed"
 
 
@@ -222,6 +226,9 @@ class Generation:
     images: tuple[StoredImage, ...] = ()
     events: tuple[Event, ...] = ()
     attempt_log: tuple[Attempt, ...] = ()
+    saved_cost_micro_usd: int = 0
+    source_generation_id: str | None = None
+    """For cache hits and coalesced requests: the generation whose images were reused."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ async def test_upgrade_matches_the_declared_schema_and_is_idempotent(database_ur
         assert await current_revision(engine) is None
         await upgrade_to_head(engine)
         await upgrade_to_head(engine)
-        assert await current_revision(engine) == "0002"
+        assert await current_revision(engine) == "0003"
         async with engine.connect() as conn:
             diff = await conn.run_sync(
                 lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)

@@ -49,11 +49,12 @@ def _generation_row(g: Generation) -> dict[str, Any]:
         "latency_ms": g.latency_ms,
         "estimated_cost_micro_usd": g.estimated_cost_micro_usd,
         "cost_micro_usd": g.cost_micro_usd,
-        "saved_cost_micro_usd": 0,
+        "saved_cost_micro_usd": g.saved_cost_micro_usd,
         "error_code": g.error_code,
         "error_message": g.error_message,
         "created_at": g.created_at,
         "completed_at": g.completed_at,
+        "source_generation_id": g.source_generation_id,
     }
 
 
@@ -202,4 +203,6 @@ def _to_generation(
         ),
         events=tuple(Event(type=e.type, at=e.created_at, data=e.data) for e in event_rows),
         attempt_log=tuple(Attempt(**entry) for entry in m["attempt_log"]),
+        saved_cost_micro_usd=m["saved_cost_micro_usd"],
+        source_generation_id=m["source_generation_id"],
     )

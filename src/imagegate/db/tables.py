@@ -25,6 +25,15 @@ users = sa.Table(
     sa.Column("name", sa.String(200), nullable=False, unique=True),
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
+    *(
+        sa.Column(name, sa.BigInteger, nullable=True)
+        for name in (
+            "budget_micro_usd_day",
+            "budget_micro_usd_month",
+            "images_per_minute",
+            "images_per_day",
+        )
+    ),
 )
 
 api_keys = sa.Table(
@@ -37,6 +46,15 @@ api_keys = sa.Table(
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("revoked_at", Timestamp, nullable=True),
+    *(
+        sa.Column(name, sa.BigInteger, nullable=True)
+        for name in (
+            "budget_micro_usd_day",
+            "budget_micro_usd_month",
+            "images_per_minute",
+            "images_per_day",
+        )
+    ),
 )
 
 generations = sa.Table(
@@ -63,6 +81,7 @@ generations = sa.Table(
     sa.Column("error_message", sa.Text, nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("completed_at", Timestamp, nullable=False),
+    sa.Column("source_generation_id", ID, nullable=True),
     sa.Index("ix_generations_user_id_created_at", "user_id", "created_at"),
 )
 
@@ -90,4 +109,63 @@ events = sa.Table(
     sa.Column("type", sa.String(40), nullable=False),
     sa.Column("data", sa.JSON, nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
+)
+
+cache_entries = sa.Table(
+    "cache_entries",
+    metadata,
+    sa.Column("scope", sa.String(40), primary_key=True),
+    sa.Column("cache_key", sa.String(64), primary_key=True),
+    sa.Column("generation_id", ID, sa.ForeignKey("generations.id"), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=True, index=True),
+)
+
+flights = sa.Table(
+    "flights",
+    metadata,
+    sa.Column("scope", sa.String(40), primary_key=True),
+    sa.Column("cache_key", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    sa.Column("failed_at", Timestamp, nullable=True),
+    sa.Column("error_code", sa.String(64), nullable=True),
+    sa.Column("error_message", sa.Text, nullable=True),
+)
+
+budget_counters = sa.Table(
+    "budget_counters",
+    metadata,
+    sa.Column("subject", sa.String(60), primary_key=True),
+    sa.Column("window", sa.String(16), primary_key=True),
+    sa.Column("window_start", Timestamp, primary_key=True),
+    sa.Column("spent_micro_usd", Money, nullable=False, server_default="0"),
+    sa.Column("reserved_micro_usd", Money, nullable=False, server_default="0"),
+    sa.Column("images", sa.Integer, nullable=False, server_default="0"),
+)
+
+budget_ledger = sa.Table(
+    "budget_ledger",
+    metadata,
+    sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+    sa.Column("subject", sa.String(60), nullable=False, index=True),
+    sa.Column("generation_id", ID, nullable=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("micro_usd", Money, nullable=False),
+    sa.Column("images", sa.Integer, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("user_id", ID, primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("response_status", sa.Integer, nullable=True),
+    sa.Column("response_headers", sa.JSON, nullable=True),
+    sa.Column("response_body", sa.LargeBinary, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False, index=True),
 )
