@@ -10,17 +10,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.measure import Measurement
+from rich.table import Column, Table
 
 from imagegate.container import Services, build_services
 from imagegate.errors import ConfigurationError, ImagegateError
-from imagegate.models import GenerationRequest, OutputFormat, ResponseFormat, Role
+from imagegate.models import GenerationRequest, Limits, OutputFormat, ResponseFormat, Role
 from imagegate.services.keys import IssuedKey
+from imagegate.services.usage import UsageGrouping, UsageReport, UsageTally, format_usd
 from imagegate.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -112,6 +115,33 @@ def migrate() -> None:
     typer.echo("database is up to date")
 
 
+BudgetDay = Annotated[
+    float | None, typer.Option("--budget-usd-day", help="USD per UTC day.", show_default=False)
+]
+BudgetMonth = Annotated[
+    float | None,
+    typer.Option("--budget-usd-month", help="USD per UTC month.", show_default=False),
+]
+PerMinute = Annotated[
+    int | None, typer.Option(help="Images per minute.", min=0, show_default=False)
+]
+PerDay = Annotated[int | None, typer.Option(help="Images per UTC day.", min=0, show_default=False)]
+
+
+def _limits(
+    budget_usd_day: float | None,
+    budget_usd_month: float | None,
+    images_per_minute: int | None,
+    images_per_day: int | None,
+) -> Limits:
+    def micro(usd: float | None) -> int | None:
+        if usd is not None and usd < 0:
+            raise typer.BadParameter("budgets cannot be negative")
+        return None if usd is None else round(usd * 1_000_000)
+
+    return Limits(micro(budget_usd_day), micro(budget_usd_month), images_per_minute, images_per_day)
+
+
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="A name for the key (and its user, if new).")],
@@ -119,10 +149,29 @@ def keys_create(
     user: Annotated[
         str | None, typer.Option(help="Existing or new user name [default: NAME].")
     ] = None,
+    budget_usd_day: BudgetDay = None,
+    budget_usd_month: BudgetMonth = None,
+    images_per_minute: PerMinute = None,
+    images_per_day: PerDay = None,
 ) -> None:
     """Create a key and print only the secret on stdout (it is shown once)."""
-    issued = _run(lambda services: services.keys.create(name, role, user))
+    limits = _limits(budget_usd_day, budget_usd_month, images_per_minute, images_per_day)
+    issued = _run(lambda services: services.keys.create(name, role, user, limits))
     typer.echo(issued.secret)
+
+
+@keys_app.command("update")
+def keys_update(
+    prefix: Annotated[str, typer.Argument(help="The key's prefix, as listed.")],
+    budget_usd_day: BudgetDay = None,
+    budget_usd_month: BudgetMonth = None,
+    images_per_minute: PerMinute = None,
+    images_per_day: PerDay = None,
+) -> None:
+    """Set the key's limits; a limit not given is removed (unlimited)."""
+    limits = _limits(budget_usd_day, budget_usd_month, images_per_minute, images_per_day)
+    updated = _run(lambda services: services.keys.set_limits(prefix, limits))
+    typer.echo(f"updated {len(updated)} key(s): {', '.join(k.name for k in updated)}")
 
 
 @keys_app.command("list")
@@ -151,6 +200,60 @@ def keys_revoke(
     """Revoke every active key with PREFIX; requests with it are refused from then on."""
     revoked = _run(lambda services: services.keys.revoke(prefix))
     typer.echo(f"revoked {len(revoked)} key(s): {', '.join(k.name for k in revoked)}")
+
+
+def _usage_row(label: str, t: UsageTally) -> tuple[str, ...]:
+    counts = (t.requests, t.images, t.generated, t.cache_hit, t.coalesced, t.failed)
+    money = (t.spend_micro_usd, t.saved_micro_usd)
+    return (label, *(str(count) for count in counts), *(format_usd(m) for m in money))
+
+
+@app.command()
+def usage(
+    start: Annotated[
+        datetime | None,
+        typer.Option(
+            "--from", help="Included; UTC (default: start of this month).", metavar="DATE"
+        ),
+    ] = None,
+    end: Annotated[
+        datetime | None, typer.Option("--to", help="Excluded; UTC (default: now).", metavar="DATE")
+    ] = None,
+    group_by: Annotated[
+        UsageGrouping | None, typer.Option("--group-by", help="Split the totals.")
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option(help="One user's name or id (default: every user).")
+    ] = None,
+) -> None:
+    """Requests, images, spend and savings, read in-process as the local admin."""
+
+    async def work(services: Services) -> UsageReport:
+        principal = await services.keys.local_cli_principal()
+        return await services.usage.report(
+            principal, start=start, end=end, group_by=group_by, user=user
+        )
+
+    report = _run(work)
+    period = f"{report.start:%Y-%m-%d %H:%M} to {report.end:%Y-%m-%d %H:%M} UTC"
+    figures = ("requests", "images", "generated", "cache hits", "coalesced", "failed")
+    table = Table(
+        report.group_by.value if report.group_by else "",
+        *(
+            Column(header, justify="right", no_wrap=True)
+            for header in (*figures, "spend USD", "saved USD")
+        ),
+        title=f"Usage of {report.user or 'every user'}, {period}",
+    )
+    for group in report.groups:
+        label = group.key or "(none)"
+        table.add_row(*_usage_row(f"{label} {group.key_name}" if group.key_name else label, group))
+    table.add_section()
+    table.add_row(*_usage_row("total", report.totals), style="bold")
+    # Never "0.00…": a table wider than the terminal (which then wraps) beats a cropped figure.
+    console = Console()
+    natural = Measurement.get(console, console.options.update_width(1_000), table).maximum
+    Console(width=max(console.width, natural)).print(table)
 
 
 @app.command()

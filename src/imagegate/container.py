@@ -10,6 +10,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from imagegate.cache.memory import MemoryCache
+from imagegate.db.budgets import SqlBudgetRepository
+from imagegate.db.cache import SqlCacheRepository
 from imagegate.db.engine import (
     AsyncTransactions,
     SqlDatabase,
@@ -18,16 +21,24 @@ from imagegate.db.engine import (
     is_sqlite,
     upgrade_to_head,
 )
+from imagegate.db.flights import SqlFlightRepository
 from imagegate.db.generations import SqlGenerationRepository
+from imagegate.db.idempotency import SqlIdempotencyRepository
 from imagegate.db.keys import SqlKeyRepository
+from imagegate.db.usage import SqlUsageRepository
 from imagegate.errors import ConfigurationError
 from imagegate.providers.assembly import build_router
 from imagegate.providers.http import new_client
+from imagegate.services.budgets import BudgetService
+from imagegate.services.caching import ResultCache
 from imagegate.services.generations import GenerationService
 from imagegate.services.health import HealthService
+from imagegate.services.idempotency import IdempotencyService
 from imagegate.services.images import ImageFileService
 from imagegate.services.keys import KeyService
 from imagegate.services.providers import ProviderStatusService
+from imagegate.services.single_flight import SingleFlight
+from imagegate.services.usage import UsageService
 from imagegate.settings import Settings
 from imagegate.storage.base import BlobStore
 from imagegate.storage.local import LocalBlobStore
@@ -42,7 +53,9 @@ class Services:
     generations: GenerationService
     image_files: ImageFileService
     health: HealthService
+    usage: UsageService
     providers: ProviderStatusService
+    idempotency: IdempotencyService
 
 
 def _build_blob_store(settings: Settings) -> BlobStore:
@@ -71,6 +84,13 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         else AsyncTransactions(engine)
     )
     generation_records = SqlGenerationRepository(engine, transactions.run)
+    cache = ResultCache(
+        SqlCacheRepository(engine),
+        MemoryCache(settings.cache.memory_entries, settings.cache.memory_seconds),
+        enabled=settings.cache.enabled,
+        ttl_seconds=settings.cache.ttl_seconds,
+        per_user=settings.cache.scope == "user",
+    )
     try:
         if settings.database.auto_migrate:
             await upgrade_to_head(engine)
@@ -81,12 +101,26 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
                 router,
                 blobs,
                 generation_records,
+                cache,
+                SingleFlight(
+                    SqlFlightRepository(engine, transactions.run),
+                    cache,
+                    cross_process=settings.cache.cross_process and settings.cache.enabled,
+                    lease_seconds=settings.cache.flight_lease_seconds,
+                ),
+                BudgetService(SqlBudgetRepository(transactions.run)),
                 default_model=settings.default_model,
                 max_pixels=settings.max_image_pixels,
             ),
             image_files=ImageFileService(blobs),
             health=HealthService(SqlDatabase(engine), blobs),
+            usage=UsageService(SqlUsageRepository(engine)),
             providers=ProviderStatusService(router, assembly.provider_status),
+            idempotency=IdempotencyService(
+                SqlIdempotencyRepository(engine),
+                ttl_seconds=settings.idempotency_ttl_seconds,
+                wait_seconds=settings.resilience.deadline_seconds,
+            ),
         )
     finally:
         await generation_records.aclose()

@@ -4,11 +4,15 @@
     ├── InvalidRequest                  400 invalid_request_error   (the caller can fix the request)
     │   ├── UnsupportedParameter        400 unsupported_parameter
     │   ├── ContentPolicyViolation      400 content_policy_violation
-    │   └── PayloadTooLarge             413 payload_too_large
+    │   ├── PayloadTooLarge             413 payload_too_large
+    │   └── IdempotencyKeyReused        422 idempotency_key_reused  (same key, different body)
     ├── AuthenticationFailed            401 invalid_api_key
     ├── NotFound                        404 not_found
     │   └── ModelNotFound               404 model_not_found
+    ├── IdempotencyKeyInUse             409 idempotency_key_in_use  (carries retry_after)
     ├── RateLimited                     429 rate_limit_exceeded     (carries retry_after)
+    │   ├── BudgetExceeded              429 budget_exceeded         (USD per day or month)
+    │   └── QuotaExceeded               429 quota_exceeded          (images per minute or day)
     ├── ProviderError                   502 upstream_error          (retryable unless noted)
     │   ├── ProviderTimeout             504 upstream_timeout
     │   ├── ProviderRateLimited         429 upstream_rate_limited   (carries retry_after)
@@ -83,6 +87,13 @@ class PayloadTooLarge(InvalidRequest):
     code = "payload_too_large"
 
 
+class IdempotencyKeyReused(InvalidRequest):
+    """An ``Idempotency-Key`` already answered a request with a different body."""
+
+    status = 422
+    code = "idempotency_key_reused"
+
+
 class AuthenticationFailed(ImagegateError):
     status = 401
     type = "invalid_request_error"
@@ -101,11 +112,32 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
+class IdempotencyKeyInUse(ImagegateError):
+    """The first request with this ``Idempotency-Key`` is still running; retry after a while."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "idempotency_key_in_use"
+    retryable = True
+
+
 class RateLimited(ImagegateError):
     status = 429
     type = "requests"
     code = "rate_limit_exceeded"
     retryable = True
+
+
+class BudgetExceeded(RateLimited):
+    """The key's or user's spending limit for the period would be passed."""
+
+    code = "budget_exceeded"
+
+
+class QuotaExceeded(RateLimited):
+    """The key's or user's image quota for the period is used up."""
+
+    code = "quota_exceeded"
 
 
 class ProviderError(ImagegateError):
@@ -172,3 +204,14 @@ class ConfigurationError(ImagegateError):
     """A setting or the model catalogue is invalid; raised at start-up, the CLI exits with 2."""
 
     code = "invalid_setting"
+
+
+def error_for_code(code: str | None, message: str) -> ImagegateError:
+    """Rebuild an error from its stable code (e.g. one recorded by another process)."""
+    pending: list[type[ImagegateError]] = [ImagegateError]
+    while pending:
+        cls = pending.pop()
+        if cls.code == code:
+            return cls(message)
+        pending.extend(cls.__subclasses__())
+    return ProviderError(message, code=code)

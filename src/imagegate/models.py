@@ -85,6 +85,31 @@ class InputImage:
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """Spending and image limits of a key or a user; None means unlimited."""
+
+    budget_micro_usd_day: int | None = None
+    budget_micro_usd_month: int | None = None
+    images_per_minute: int | None = None
+    images_per_day: int | None = None
+
+    @property
+    def any(self) -> bool:
+        return any(
+            v is not None
+            for v in (
+                self.budget_micro_usd_day,
+                self.budget_micro_usd_month,
+                self.images_per_minute,
+                self.images_per_day,
+            )
+        )
+
+
+NO_LIMITS = Limits()
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
     """Who is asking: the owner of the API key (or the local CLI user)."""
 
@@ -92,6 +117,8 @@ class Principal:
     user_name: str
     role: Role
     key_id: str | None = None
+    key_limits: Limits = NO_LIMITS
+    user_limits: Limits = NO_LIMITS
 
     @property
     def is_admin(self) -> bool:
@@ -243,3 +270,58 @@ class ApiKey:
     prefix: str
     created_at: datetime
     revoked_at: datetime | None = None
+    limits: Limits = NO_LIMITS
+    user_limits: Limits = NO_LIMITS
+
+
+@dataclass(frozen=True, slots=True)
+class CachedResult:
+    """A finished generation whose images can answer an identical request."""
+
+    generation_id: str
+    images: tuple[StoredImage, ...]
+    cost_micro_usd: int
+    """What the source generation cost: what reusing it saves."""
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """Where a cache entry is written: with its generation, in the same transaction."""
+
+    scope: str
+    cache_key: str
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class FlightClaim:
+    """A held claim on a request key; released with the generation that answers it."""
+
+    scope: str
+    cache_key: str
+    owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class FlightState:
+    """The cross-process claim on an identical request in flight."""
+
+    owner: str
+    expires_at: datetime
+    failed_at: datetime | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetCounter:
+    """One limited window of one subject (``key:<id>`` or ``user:<id>``)."""
+
+    subject: str
+    window: str
+    """``minute``, ``day`` or ``month``."""
+    window_start: datetime
+    resets_at: datetime
+    micro_usd_limit: int | None
+    images_limit: int | None

@@ -108,6 +108,36 @@ class ResilienceSettings(BaseModel):
     breaker_open_seconds: float = Field(default=30.0, gt=0)
 
 
+class CacheSettings(BaseModel):
+    """The exact cache and in-flight de-duplication."""
+
+    enabled: bool = Field(default=True, description="Reuse images of identical requests.")
+    ttl_seconds: float | None = Field(
+        default=30 * 86400,
+        gt=0,
+        description="How long an entry is reused; none = forever. Images stay in the library.",
+    )
+    scope: Literal["global", "user"] = Field(
+        default="global",
+        description="global: identical requests of any user share images; user: per user only.",
+    )
+    memory_entries: int = Field(default=10_000, ge=0, description="In-process LRU in front of SQL.")
+    memory_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long an entry is trusted from memory before SQL is asked again (a "
+        "refresh in another process shows here within this time).",
+    )
+    cross_process: bool = Field(
+        default=True,
+        description="De-duplicate identical in-flight requests across processes through the "
+        "database (needed when several processes share one database).",
+    )
+    flight_lease_seconds: float = Field(
+        default=30.0, gt=0, description="A claim whose owner stops renewing it is taken over."
+    )
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -141,6 +171,9 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         default=40_000_000, ge=1, description="Largest image (width x height) imagegate decodes."
     )
+    idempotency_ttl_seconds: int = Field(
+        default=86400, ge=60, description="How long a response is kept for Idempotency-Key replays."
+    )
     config_file: Path | None = Field(
         default=None,
         description="YAML file with providers, models and routes; default ./imagegate.yaml "
@@ -150,6 +183,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     server: ServerSettings = ServerSettings()
     resilience: ResilienceSettings = ResilienceSettings()
+    cache: CacheSettings = CacheSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     models: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Catalogue entries added or replaced by name."

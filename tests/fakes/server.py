@@ -61,9 +61,9 @@ class Fault:
         return cls("malformed")
 
     @classmethod
-    def safety(cls) -> Fault:
-        """The provider's own content-policy refusal."""
-        return cls("safety")
+    def safety(cls, after: float = 0.0) -> Fault:
+        """The provider's own content-policy refusal (``after`` seconds)."""
+        return cls("safety", seconds=after)
 
 
 class FaultPlan:
@@ -149,8 +149,9 @@ class DroppedConnection:
 
 
 async def apply_timing_fault(fault: Fault | None) -> None:
-    """Latency and hang faults delay the answer; the others shape it and are the fake's job."""
-    if fault is not None and fault.kind in ("latency", "hang"):
+    """Every fault waits its ``seconds`` first (latency and hang are nothing but that); the
+    others then shape the answer, which is each fake's job."""
+    if fault is not None and fault.seconds > 0:
         await asyncio.sleep(fault.seconds)
 
 

@@ -126,7 +126,8 @@ async def test_the_breaker_opens_on_an_outage_and_the_route_answers_from_the_fal
         calls_after_opening = len(pair.primary.calls)
         report = services.providers.report()
         assert report.targets["primary/gpt-image-1"] == "open"
-        results = [await services.generations.generate(principal, _request(i)) for i in range(20)]
+        fresh = [_request(100 + i) for i in range(20)]  # not answerable from the cache
+        results = [await services.generations.generate(principal, r) for r in fresh]
     assert len(pair.primary.calls) == calls_after_opening  # the dead target is not called
     assert all(r.generation.provider == "backup" for r in results)
     assert all(len(r.generation.attempt_log) == 1 for r in results)

@@ -23,7 +23,7 @@ class DataDir:
 
     def count(self, table: str) -> int:
         with sqlite3.connect(self.db_path) as conn:
-            return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608
+            return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
     def rows(self, query: str) -> list[tuple[object, ...]]:
         with sqlite3.connect(self.db_path) as conn:

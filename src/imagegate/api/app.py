@@ -9,8 +9,9 @@ from fastapi import FastAPI
 
 from imagegate import __version__
 from imagegate.api.errors import install_error_handlers
+from imagegate.api.idempotency import IdempotencyMiddleware
 from imagegate.api.request_id import RequestIdMiddleware
-from imagegate.api.routes import admin, files, health, models, openai_images
+from imagegate.api.routes import admin, files, health, models, openai_images, usage
 from imagegate.container import Services, build_services
 from imagegate.settings import Settings
 
@@ -41,7 +42,8 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     if services is not None:
         app.state.services = services
     install_error_handlers(app)
+    app.add_middleware(IdempotencyMiddleware)  # added first = inside: replays get their own id
     app.add_middleware(RequestIdMiddleware)
-    for module in (openai_images, models, admin, files, health):
+    for module in (openai_images, models, admin, files, health, usage):
         app.include_router(module.router)
     return app

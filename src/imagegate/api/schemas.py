@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from imagegate.models import GenerationRequest, InputImage, OutputFormat, ResponseFormat
+from imagegate.services.usage import UsageGrouping
 
 
 class CreateImageRequest(BaseModel):
@@ -35,6 +37,11 @@ class CreateImageRequest(BaseModel):
     )
     negative_prompt: str | None = Field(
         default=None, description="imagegate extension: what to avoid, where the model takes it."
+    )
+    cache: Literal["default", "refresh", "bypass"] | None = Field(
+        default=None,
+        description="imagegate extension: refresh = make a fresh image and replace the cache "
+        "entry; bypass = fresh, and no entry (same as Cache-Control no-cache / no-store).",
     )
 
     def to_domain(self) -> GenerationRequest:
@@ -80,6 +87,7 @@ class CreateImageEditForm(BaseModel):
     seed: int | None = Field(default=None, ge=0)
     negative_prompt: str | None = None
     strength: float | None = None
+    cache: Literal["default", "refresh", "bypass"] | None = None
 
     def to_domain(self, images: list[InputImage], mask: InputImage | None) -> GenerationRequest:
         return GenerationRequest(
@@ -140,6 +148,17 @@ def edit_form_openapi() -> dict[str, object]:
     }
 
 
+class EstimateResponse(BaseModel):
+    model: str
+    n: int
+    size: str
+    quality: str
+    unit_cost_usd: float = Field(description="List price of one image.")
+    estimated_cost_usd: float = Field(description="What the request would be charged now.")
+    list_cost_usd: float = Field(description="List price of the request without the cache.")
+    cached: bool = Field(description="Whether the cache would answer (no provider call).")
+
+
 class ImageData(BaseModel):
     url: str | None = None
     b64_json: str | None = None
@@ -189,3 +208,52 @@ class Readiness(BaseModel):
 class ProviderReportBody(BaseModel):
     providers: dict[str, str] = Field(description="Configured providers: ok, or why left out.")
     targets: dict[str, str] = Field(description="Circuit state of each route target.")
+
+
+class UsageCounts(BaseModel):
+    requests: int = Field(description="Generation requests recorded, whatever their outcome.")
+    images: int = Field(description="Images delivered (generated, cache hits and coalesced).")
+    generated: int = Field(description="Requests a provider was called for.")
+    cache_hit: int = Field(description="Requests answered from the cache.")
+    coalesced: int = Field(description="Requests that joined an identical one in flight.")
+    failed: int
+    spend_usd: str = Field(description="Cost, USD with 6 decimals.", examples=["0.040000"])
+    saved_usd: str = Field(description="What the cache hits and coalesced ones would cost.")
+
+
+class UsageGroup(UsageCounts):
+    key: str | None = Field(
+        description="The UTC day (YYYY-MM-DD), model, provider or API key prefix; null for "
+        "requests made without a provider or a key (the local command line)."
+    )
+    key_name: str | None = Field(default=None, description="The API key's name (group_by=key).")
+
+
+class UsageReportBody(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    user: str | None = Field(description="Whose usage; null means every user (admins).")
+    start: datetime = Field(alias="from", description="Start of the period (included), UTC.")
+    end: datetime = Field(alias="to", description="End of the period (excluded), UTC.")
+    group_by: UsageGrouping | None
+    totals: UsageCounts
+    groups: list[UsageGroup] = Field(description="Partition the totals; empty unless group_by.")
+    budget: None = Field(
+        default=None, description="Budget remaining for the period; null when none applies."
+    )
+
+
+class EventBody(BaseModel):
+    id: int
+    type: str = Field(examples=["generation_completed"])
+    generation_id: str | None
+    data: dict[str, object]
+    created_at: datetime
+
+
+class EventList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EventBody] = Field(description="Newest first.")
+    next_cursor: int | None = Field(
+        description="Pass as cursor for the next, older page; null on the last page."
+    )

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
-from imagegate.models import ApiKey, Generation, Role
+from imagegate.models import (
+    ApiKey,
+    BudgetCounter,
+    CachedResult,
+    CacheEntry,
+    FlightClaim,
+    FlightState,
+    Generation,
+    Limits,
+    Role,
+)
 
 
 class Database(Protocol):
@@ -32,10 +46,204 @@ class KeyRepository(Protocol):
 
     async def count_active_admin_keys(self) -> int: ...
 
+    async def set_key_limits(self, prefix: str, limits: Limits) -> list[ApiKey]:
+        """Replace the limits of the active keys with ``prefix``; return them."""
+        ...
+
+    async def set_user_limits(self, user_name: str, limits: Limits) -> bool:
+        """Replace a user's limits; False if there is no such user."""
+        ...
+
 
 class GenerationRepository(Protocol):
-    async def record(self, generation: Generation) -> None:
-        """Write the generation, its images and its events in one transaction."""
+    async def record(
+        self,
+        generation: Generation,
+        cache_entry: CacheEntry | None = None,
+        flight: FlightClaim | None = None,
+    ) -> None:
+        """Write the generation, its images and its events in one transaction, with the cache
+        entry pointing at it (replacing any older one) and the end of its in-flight claim."""
         ...
 
     async def get(self, generation_id: str) -> Generation | None: ...
+
+
+class CacheRepository(Protocol):
+    async def lookup(self, scope: str, cache_key: str, now: datetime) -> CachedResult | None:
+        """The unexpired entry for the key, with its images; None when there is none."""
+        ...
+
+
+class FlightRepository(Protocol):
+    """Cross-process single-flight: one row per request key being generated somewhere."""
+
+    async def claim(
+        self, scope: str, cache_key: str, owner: str, expires_at: datetime, since: datetime
+    ) -> bool:
+        """Become the one generating ``cache_key``: True if no live claim exists, or the
+        existing one expired or failed before ``since``; False if someone else holds it."""
+        ...
+
+    async def extend(
+        self, scope: str, cache_key: str, owner: str, expires_at: datetime
+    ) -> None: ...
+
+    async def fail(self, scope: str, cache_key: str, owner: str, code: str, message: str) -> None:
+        """Tell the waiters the call failed (they raise it; nothing is cached)."""
+        ...
+
+    async def release(self, scope: str, cache_key: str, owner: str) -> None: ...
+
+    async def state(self, scope: str, cache_key: str) -> FlightState | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """One ``Idempotency-Key`` of one user: running until ``status`` is set, then the response.
+
+    ``claimed_at`` is also the claim's identity: completing or deleting names it, so a claimant
+    whose claim was taken over (it expired, or its process was presumed dead) changes nothing.
+    """
+
+    request_hash: str
+    claimed_at: datetime
+    status: int | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+
+
+class IdempotencyRepository(Protocol):
+    async def claim(
+        self,
+        user_id: str,
+        key: str,
+        request_hash: str,
+        claimed_at: datetime,
+        expires_at: datetime,
+        abandoned_before: datetime,
+    ) -> IdempotencyRecord | None:
+        """Atomically insert a running claim: None when this call claimed the key, else the
+        record that holds it. A record that expired by ``claimed_at``, or is still running
+        though claimed before ``abandoned_before``, counts as absent and is replaced."""
+        ...
+
+    async def complete(
+        self,
+        user_id: str,
+        key: str,
+        claimed_at: datetime,
+        status: int,
+        headers: tuple[tuple[str, str], ...],
+        body: bytes,
+    ) -> None:
+        """Store the response of the claim made at ``claimed_at`` (if it still holds the key)."""
+        ...
+
+    async def read(self, user_id: str, key: str, now: datetime) -> IdempotencyRecord | None:
+        """The record of the key, unless there is none or it expired by ``now``."""
+        ...
+
+    async def delete(self, user_id: str, key: str, claimed_at: datetime) -> None:
+        """Give up the claim made at ``claimed_at`` so that a retry runs the request again."""
+        ...
+
+    async def purge_expired(self, now: datetime) -> int:
+        """Delete every record that expired before ``now``; return how many."""
+        ...
+
+
+class UsageGrouping(enum.StrEnum):
+    """How a usage report splits its totals."""
+
+    DAY = "day"
+    """The UTC calendar day a request was made, as ``YYYY-MM-DD``."""
+    MODEL = "model"
+    PROVIDER = "provider"
+    KEY = "key"
+    """The API key used (its display prefix and name; never its hash)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTally:
+    """Sums over a set of generation rows. Money is integer micro-USD, so sums are exact."""
+
+    key: str | None = None
+    """The group: a UTC day, a model, a provider or an API key's display prefix. None for the
+    totals, and for requests made without a provider or without a key (the local CLI)."""
+    key_name: str | None = None
+    """The API key's name, when grouped by key."""
+    requests: int = 0
+    images: int = 0
+    """Images delivered: ``n`` of the generated, cache_hit and coalesced requests."""
+    generated: int = 0
+    cache_hit: int = 0
+    coalesced: int = 0
+    failed: int = 0
+    spend_micro_usd: int = 0
+    saved_micro_usd: int = 0
+    """What the cache hits and coalesced requests would have cost."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One telemetry event (``generation_started``, ``generation_completed``, ...) as stored."""
+
+    id: int
+    generation_id: str | None
+    type: str
+    data: dict[str, object]
+    created_at: datetime
+
+
+class UsageRepository(Protocol):
+    """Reads behind usage reports and the telemetry view; nothing here writes."""
+
+    async def find_user(self, name_or_id: str) -> tuple[str, str] | None:
+        """``(id, name)`` of the user with this id, else of the user with this name."""
+        ...
+
+    async def tally(
+        self,
+        *,
+        user_id: str | None,
+        start: datetime,
+        end: datetime,
+        group_by: UsageGrouping | None,
+    ) -> list[UsageTally]:
+        """Sums over the generations created in ``[start, end)`` by ``user_id`` (everyone's
+        when None), in one query: one tally when ``group_by`` is None, else one per group with
+        rows, ordered by key (None last)."""
+        ...
+
+    async def events(
+        self,
+        *,
+        event_type: str | None,
+        generation_id: str | None,
+        start: datetime | None,
+        end: datetime | None,
+        before_id: int | None,
+        limit: int,
+    ) -> list[EventRecord]:
+        """Up to ``limit`` events matching every filter given, newest (highest id) first, with
+        ids below ``before_id`` (keyset pagination: stable while new events arrive)."""
+        ...
+
+
+class BudgetRepository(Protocol):
+    async def reserve(self, counters: Sequence[BudgetCounter], micro_usd: int, images: int) -> None:
+        """Reserve on every counter atomically, or raise ``BudgetExceeded``/``QuotaExceeded``
+        having changed nothing."""
+        ...
+
+    async def settle(
+        self,
+        counters: Sequence[BudgetCounter],
+        reserved_micro_usd: int,
+        reserved_images: int,
+        spent_micro_usd: int,
+        made_images: int,
+    ) -> None:
+        """Replace a reservation by what was spent and made (0 and 0 to release it)."""
+        ...

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -49,9 +49,13 @@ def create_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
     )
 
 
-Work = Callable[[Connection], None]
-TransactionRunner = Callable[[Work], Awaitable[None]]
-"""Runs ``work`` on a connection inside one transaction (commit, or rollback and raise)."""
+T = TypeVar("T")
+
+
+class TransactionRunner(Protocol):
+    """Runs ``work`` on a connection inside one transaction (commit, or rollback and raise)."""
+
+    async def __call__(self, work: Callable[[Connection], T]) -> T: ...
 
 
 def is_sqlite(url: str) -> bool:
@@ -64,9 +68,9 @@ class AsyncTransactions:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def run(self, work: Work) -> None:
+    async def run(self, work: Callable[[Connection], T]) -> T:
         async with self._engine.begin() as conn:
-            await conn.run_sync(work)
+            return await conn.run_sync(work)
 
     async def aclose(self) -> None:
         return None
@@ -86,12 +90,13 @@ class SqliteWriterThread:
         event.listen(self._engine, "connect", _tune_sqlite)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
 
-    def _in_transaction(self, work: Work) -> None:
+    def _in_transaction(self, work: Callable[[Connection], T]) -> T:
         with self._engine.begin() as conn:
-            work(conn)
+            return work(conn)
 
-    async def run(self, work: Work) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._in_transaction, work)
+    async def run(self, work: Callable[[Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._in_transaction, work)
 
     async def aclose(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._thread, self._engine.dispose)
@@ -106,7 +111,9 @@ def _sqlite_insert(
     placeholders = ", ".join("?" for _ in columns)
     # Names come from our own tables (``table.c[name]`` refuses anything else), never from input.
     sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608
-    return sql, tuple(table.c[name].type.bind_processor(dialect) for name in columns)
+    return sql, tuple(
+        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns
+    )
 
 
 def insert_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,13 +20,29 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from imagegate.db.engine import TransactionRunner, insert_rows
-from imagegate.db.tables import events, generations, images
+from imagegate.db.flights import release_flight
+from imagegate.db.tables import cache_entries, events, generations, images
 from imagegate.errors import Unavailable
-from imagegate.models import Attempt, Event, Generation, Outcome, StoredImage, new_id
+from imagegate.models import (
+    Attempt,
+    CacheEntry,
+    Event,
+    FlightClaim,
+    Generation,
+    Outcome,
+    StoredImage,
+    new_id,
+)
 
 MAX_BATCH = 256
 
-_Pending = tuple[Generation, asyncio.Future[None]]
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    generation: Generation
+    cache_entry: CacheEntry | None
+    flight: FlightClaim | None
+    done: asyncio.Future[None]
 
 
 def _generation_row(g: Generation) -> dict[str, Any]:
@@ -84,10 +101,40 @@ def _event_rows(g: Generation) -> list[dict[str, Any]]:
     ]
 
 
-def _insert(conn: Connection, batch: list[Generation]) -> None:
-    insert_rows(conn, generations, [_generation_row(g) for g in batch])
-    insert_rows(conn, images, [row for g in batch for row in _image_rows(g)])
-    insert_rows(conn, events, [row for g in batch for row in _event_rows(g)])
+def _insert(conn: Connection, batch: list[_Pending]) -> None:
+    records = [p.generation for p in batch]
+    insert_rows(conn, generations, [_generation_row(g) for g in records])
+    insert_rows(conn, images, [row for g in records for row in _image_rows(g)])
+    insert_rows(conn, events, [row for g in records for row in _event_rows(g)])
+    for pending in batch:
+        if pending.flight is not None:
+            flight = pending.flight
+            release_flight(conn, flight.scope, flight.cache_key, flight.owner)
+    entries = {  # the newest entry per key wins within a batch
+        (p.cache_entry.scope, p.cache_entry.cache_key): (p.cache_entry, p.generation)
+        for p in batch
+        if p.cache_entry is not None
+    }
+    for (scope, key), _ in entries.items():
+        conn.execute(
+            cache_entries.delete().where(
+                cache_entries.c.scope == scope, cache_entries.c.cache_key == key
+            )
+        )
+    insert_rows(
+        conn,
+        cache_entries,
+        [
+            {
+                "scope": entry.scope,
+                "cache_key": entry.cache_key,
+                "generation_id": generation.id,
+                "created_at": generation.completed_at,
+                "expires_at": entry.expires_at,
+            }
+            for entry, generation in entries.values()
+        ],
+    )
 
 
 class SqlGenerationRepository:
@@ -100,9 +147,14 @@ class SqlGenerationRepository:
         self._pending: asyncio.Queue[_Pending] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
 
-    async def record(self, generation: Generation) -> None:
+    async def record(
+        self,
+        generation: Generation,
+        cache_entry: CacheEntry | None = None,
+        flight: FlightClaim | None = None,
+    ) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.put_nowait((generation, done))
+        self._pending.put_nowait(_Pending(generation, cache_entry, flight, done))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_forever(), name="generation-writer")
         await done
@@ -116,22 +168,21 @@ class SqlGenerationRepository:
 
     async def _write(self, batch: list[_Pending]) -> None:
         try:
-            generations_only = [g for g, _ in batch]
-            await self._writes(lambda conn: _insert(conn, generations_only))
+            await self._writes(lambda conn: _insert(conn, batch))
         except SQLAlchemyError as exc:
             if len(batch) > 1:
                 for one in batch:
                     await self._write([one])
                 return
-            _, done = batch[0]
+            done = batch[0].done
             if not done.done():
                 done.set_exception(
                     Unavailable(f"could not record generation: {type(exc).__name__}")
                 )
             return
-        for _, done in batch:
-            if not done.done():
-                done.set_result(None)
+        for pending in batch:
+            if not pending.done.done():
+                pending.done.set_result(None)
 
     async def aclose(self) -> None:
         """Finish writing what is queued, then stop the writer."""

@@ -9,9 +9,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from imagegate.db.tables import api_keys, users
-from imagegate.models import ApiKey, Role, new_id
+from imagegate.models import ApiKey, Limits, Role, new_id
+
+LIMIT_NAMES = (
+    "budget_micro_usd_day",
+    "budget_micro_usd_month",
+    "images_per_minute",
+    "images_per_day",
+)
 
 _KEY_COLUMNS = (
+    *(api_keys.c[name].label(f"key_{name}") for name in LIMIT_NAMES),
+    *(users.c[name].label(f"user_{name}") for name in LIMIT_NAMES),
     api_keys.c.id,
     api_keys.c.user_id,
     users.c.name.label("user_name"),
@@ -34,7 +43,13 @@ def _to_key(row: sa.Row[tuple[object, ...]]) -> ApiKey:
         prefix=m["prefix"],
         created_at=m["created_at"],
         revoked_at=m["revoked_at"],
+        limits=Limits(*(m[f"key_{name}"] for name in LIMIT_NAMES)),
+        user_limits=Limits(*(m[f"user_{name}"] for name in LIMIT_NAMES)),
     )
+
+
+def _limit_values(limits: Limits) -> dict[str, int | None]:
+    return {name: getattr(limits, name) for name in LIMIT_NAMES}
 
 
 def _keys_query() -> sa.Select[tuple[object, ...]]:
@@ -75,6 +90,7 @@ class SqlKeyRepository:
                     prefix=key.prefix,
                     key_hash=key_hash,
                     created_at=key.created_at,
+                    **_limit_values(key.limits),
                 )
             )
 
@@ -104,6 +120,19 @@ class SqlKeyRepository:
                     api_keys.update().where(active).values(revoked_at=datetime.now(UTC))
                 )
         return found
+
+    async def set_key_limits(self, prefix: str, limits: Limits) -> list[ApiKey]:
+        active = (api_keys.c.prefix == prefix) & api_keys.c.revoked_at.is_(None)
+        async with self._engine.begin() as conn:
+            await conn.execute(api_keys.update().where(active).values(**_limit_values(limits)))
+            return [_to_key(row) for row in await conn.execute(_keys_query().where(active))]
+
+    async def set_user_limits(self, user_name: str, limits: Limits) -> bool:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                users.update().where(users.c.name == user_name).values(**_limit_values(limits))
+            )
+            return bool(result.rowcount)
 
     async def count_active_admin_keys(self) -> int:
         query = (

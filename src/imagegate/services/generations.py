@@ -16,11 +16,14 @@ from datetime import UTC, datetime
 
 from imagegate.catalog import ModelSpec
 from imagegate.db.base import GenerationRepository
-from imagegate.errors import ImagegateError, NotFound, Unavailable
+from imagegate.errors import ImagegateError, NotFound, StorageError, Unavailable
 from imagegate.fingerprint import cache_key, normalize_request, picture_params
 from imagegate.models import (
     Attempt,
+    CachedResult,
+    CacheEntry,
     Event,
+    FlightClaim,
     Generation,
     GenerationRequest,
     InputImage,
@@ -28,10 +31,14 @@ from imagegate.models import (
     Outcome,
     Principal,
     RawImage,
+    ResponseFormat,
     StoredImage,
     new_id,
 )
 from imagegate.providers.base import ModelRouter
+from imagegate.services.budgets import BudgetService
+from imagegate.services.caching import CacheMode, ResultCache
+from imagegate.services.single_flight import SingleFlight
 from imagegate.storage.base import BlobStore, content_key
 from imagegate.storage.images import inspect_upload, prepare
 
@@ -53,6 +60,23 @@ class DeliveredImage:
 class GenerationResult:
     generation: Generation
     images: tuple[DeliveredImage, ...]
+    cache_status: str
+    """``miss`` (made now), ``hit`` (from the cache), ``coalesced`` (joined an identical
+    request in flight) or ``bypass`` (made now, cache not used)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    model: str
+    n: int
+    size: str
+    quality: str
+    unit_micro_usd: int
+    total_micro_usd: int
+    """What the request would be charged now: 0 when the cache would answer it."""
+    list_micro_usd: int
+    """What it costs at list price without the cache."""
+    cached: bool
 
 
 def request_params(request: NormalizedRequest, end_user: str | None) -> dict[str, object]:
@@ -70,11 +94,17 @@ class GenerationService:
         router: ModelRouter,
         blobs: BlobStore,
         generations: GenerationRepository,
+        cache: ResultCache,
+        flights: SingleFlight,
+        budgets: BudgetService,
         *,
         default_model: str,
         max_pixels: int,
     ) -> None:
         self._router = router
+        self._cache = cache
+        self._flights = flights
+        self._budgets = budgets
         self._blobs = blobs
         self._generations = generations
         self._default_model = default_model
@@ -93,18 +123,77 @@ class GenerationService:
             raise NotFound(f"No generation {generation_id!r}.", param="id")
         return generation
 
+    async def estimate(self, principal: Principal, request: GenerationRequest) -> Estimate:
+        """What ``request`` would cost now, without generating (0 if the cache would answer)."""
+        spec, normalized = self.resolve(request)
+        unit = spec.price_micro_usd(normalized.quality, normalized.size)
+        key = cache_key(normalized)
+        hit = await self._cache.lookup(self._cache.scope_for(principal), key)
+        return Estimate(
+            model=spec.name,
+            n=normalized.n,
+            size=str(normalized.size),
+            quality=normalized.quality,
+            unit_micro_usd=unit,
+            total_micro_usd=0 if hit else unit * normalized.n,
+            list_micro_usd=unit * normalized.n,
+            cached=hit is not None,
+        )
+
     def resolve(self, request: GenerationRequest) -> tuple[ModelSpec, NormalizedRequest]:
         """Check ``request`` against its model; raises before anything is written."""
         spec = self._router.resolve(request.model or self._default_model)
         return spec, normalize_request(request, spec)
 
-    async def generate(self, principal: Principal, request: GenerationRequest) -> GenerationResult:
+    async def generate(
+        self,
+        principal: Principal,
+        request: GenerationRequest,
+        cache_mode: CacheMode = CacheMode.DEFAULT,
+    ) -> GenerationResult:
         if request.images or request.mask:
             request = await self._verified_uploads(request)
         spec, normalized = self.resolve(request)
-        started_at = datetime.now(UTC)
+        draft = self._draft(principal, request, spec, normalized)
         started = time.perf_counter()
-        draft = Generation(
+        if cache_mode is CacheMode.BYPASS or not self._cache.enabled:
+            return await self._fresh(
+                principal, draft, spec, normalized, None, None, started, "bypass"
+            )
+        scope = self._cache.scope_for(principal)
+        if cache_mode is CacheMode.DEFAULT:
+            hit = await self._cache.lookup(scope, draft.cache_key)
+            if hit is not None:
+                return await self._reuse(draft, normalized, hit, Outcome.CACHE_HIT, started)
+        entry = self._cache.entry(scope, draft.cache_key)
+        led = False
+
+        async def lead(claim: FlightClaim | None) -> GenerationResult:
+            nonlocal led
+            led = True
+            return await self._fresh(
+                principal, draft, spec, normalized, entry, claim, started, "miss"
+            )
+
+        try:
+            outcome = await self._flights.run(scope, draft.cache_key, lead, _shared)
+        except Exception as exc:
+            if not led:  # the leader recorded its own failure; this is a follower's
+                await self._record_failure(draft, exc, started)
+            raise
+        if isinstance(outcome, CachedResult):
+            return await self._reuse(draft, normalized, outcome, Outcome.COALESCED, started)
+        return outcome
+
+    def _draft(
+        self,
+        principal: Principal,
+        request: GenerationRequest,
+        spec: ModelSpec,
+        normalized: NormalizedRequest,
+    ) -> Generation:
+        now = datetime.now(UTC)
+        return Generation(
             id=new_id(),
             user_id=principal.user_id,
             key_id=principal.key_id,
@@ -116,23 +205,44 @@ class GenerationService:
             params=request_params(normalized, request.user),
             cache_key=cache_key(normalized),
             outcome=Outcome.GENERATED,
-            attempts=1,
+            attempts=0,
             latency_ms=0,
             estimated_cost_micro_usd=spec.price_micro_usd(normalized.quality, normalized.size)
             * normalized.n,
             cost_micro_usd=0,
-            created_at=started_at,
-            completed_at=started_at,
+            created_at=now,
+            completed_at=now,
+            events=(Event("generation_started", now, {"model": spec.name, "n": normalized.n}),),
         )
-        begin = Event("generation_started", started_at, {"model": spec.name, "n": normalized.n})
+
+    async def _fresh(
+        self,
+        principal: Principal,
+        draft: Generation,
+        spec: ModelSpec,
+        normalized: NormalizedRequest,
+        entry: CacheEntry | None,
+        flight: FlightClaim | None,
+        started: float,
+        cache_status: str,
+    ) -> GenerationResult:
+        """Call the provider, store the images, record it all (with its cache entry)."""
         attempts: list[Attempt] = []
+        try:
+            reservation = await self._budgets.reserve(
+                principal, draft.estimated_cost_micro_usd, normalized.n
+            )
+        except ImagegateError as exc:
+            await self._record_failure(draft, exc, started)
+            raise
         try:
             result = await self._router.generate(spec, normalized, attempts)
             delivered = await self._store_all(result.images, normalized)
-        except Exception as exc:
-            await self._record_failure(
-                replace(draft, attempt_log=tuple(attempts)), begin, exc, started
-            )
+        except BaseException as exc:
+            await asyncio.shield(self._budgets.release(reservation))
+            if isinstance(exc, Exception):
+                failed = replace(draft, attempt_log=tuple(attempts))
+                await self._record_failure(failed, exc, started)
             raise
         completed_at = datetime.now(UTC)
         latency_ms = _elapsed_ms(started)
@@ -147,7 +257,7 @@ class GenerationService:
             completed_at=completed_at,
             images=tuple(d.image for d in delivered),
             events=(
-                begin,
+                *draft.events,
                 Event(
                     "generation_completed",
                     completed_at,
@@ -155,8 +265,57 @@ class GenerationService:
                 ),
             ),
         )
+        try:
+            await self._generations.record(generation, entry, flight)
+        finally:
+            await asyncio.shield(
+                self._budgets.settle(reservation, generation.cost_micro_usd, len(delivered))
+            )
+        if entry is not None:
+            self._cache.remember(entry, _shared(GenerationResult(generation, delivered, "")))
+        return GenerationResult(generation, delivered, cache_status)
+
+    async def _reuse(
+        self,
+        draft: Generation,
+        normalized: NormalizedRequest,
+        source: CachedResult,
+        outcome: Outcome,
+        started: float,
+    ) -> GenerationResult:
+        """Answer with images already made: no provider call, nothing charged, saving recorded."""
+        inline = normalized.response_format is ResponseFormat.B64_JSON
+        delivered = []
+        for image in source.images:
+            data = await self._blobs.get(image.storage_key) if inline else b""
+            if data is None:
+                raise StorageError(f"stored image {image.storage_key} is missing")
+            url = self._blobs.url_for(image.storage_key)
+            delivered.append(DeliveredImage(image=image, url=url, data=data))
+        completed_at = datetime.now(UTC)
+        reason = "cache_hit" if outcome is Outcome.CACHE_HIT else "coalesced"
+        generation = replace(
+            draft,
+            outcome=outcome,
+            provider=None,
+            upstream_model=None,
+            latency_ms=_elapsed_ms(started),
+            saved_cost_micro_usd=source.cost_micro_usd,
+            source_generation_id=source.generation_id,
+            completed_at=completed_at,
+            images=source.images,
+            events=(
+                *draft.events,
+                Event(
+                    "generation_skipped",
+                    completed_at,
+                    {"reason": reason, "source": source.generation_id},
+                ),
+            ),
+        )
         await self._generations.record(generation)
-        return GenerationResult(generation=generation, images=delivered)
+        status = "hit" if outcome is Outcome.CACHE_HIT else "coalesced"
+        return GenerationResult(generation, tuple(delivered), status)
 
     async def _verified_uploads(self, request: GenerationRequest) -> GenerationRequest:
         """Reference images and mask with their type read from their bytes; bad ones refused."""
@@ -193,9 +352,7 @@ class GenerationService:
         )
         return DeliveredImage(image=image, url=self._blobs.url_for(key), data=prepared.data)
 
-    async def _record_failure(
-        self, draft: Generation, begin: Event, exc: Exception, started: float
-    ) -> None:
+    async def _record_failure(self, draft: Generation, exc: Exception, started: float) -> None:
         code = exc.code if isinstance(exc, ImagegateError) else "internal_error"
         message = exc.message if isinstance(exc, ImagegateError) else type(exc).__name__
         completed_at = datetime.now(UTC)
@@ -207,11 +364,17 @@ class GenerationService:
             completed_at=completed_at,
             error_code=code,
             error_message=message,
-            events=(begin, Event("generation_failed", completed_at, {"code": code})),
+            events=(*draft.events, Event("generation_failed", completed_at, {"code": code})),
         )
         # The caller gets the original error; losing the failure record is the lesser harm.
         with contextlib.suppress(Unavailable):
             await self._generations.record(failed)
+
+
+def _shared(result: GenerationResult) -> CachedResult:
+    """What identical requests reuse from a fresh generation."""
+    generation = result.generation
+    return CachedResult(generation.id, generation.images, generation.cost_micro_usd)
 
 
 def _elapsed_ms(started: float) -> int:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from imagegate.db.base import KeyRepository
 from imagegate.errors import AuthenticationFailed, NotFound
-from imagegate.models import ApiKey, Principal, Role, new_id
+from imagegate.models import NO_LIMITS, ApiKey, Limits, Principal, Role, new_id
 
 SECRET_PREFIX = "ig_"  # noqa: S105 - a public marker, not a secret
 DISPLAY_PREFIX_LENGTH = 11
@@ -43,7 +43,13 @@ class KeyService:
         self._cache_seconds = cache_seconds
         self._verified: dict[str, tuple[float, Principal]] = {}
 
-    async def create(self, name: str, role: Role = Role.USER, user: str | None = None) -> IssuedKey:
+    async def create(
+        self,
+        name: str,
+        role: Role = Role.USER,
+        user: str | None = None,
+        limits: Limits = NO_LIMITS,
+    ) -> IssuedKey:
         """Issue a key for ``user`` (default: a user named like the key, created if new)."""
         user_id, user_role = await self._keys.ensure_user(user or name, role)
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
@@ -55,6 +61,7 @@ class KeyService:
             name=name,
             prefix=secret[:DISPLAY_PREFIX_LENGTH],
             created_at=datetime.now(UTC),
+            limits=limits,
         )
         await self._keys.insert_key(key, hash_secret(secret))
         return IssuedKey(key=key, secret=secret)
@@ -71,6 +78,19 @@ class KeyService:
             h: entry for h, entry in self._verified.items() if entry[1].key_id not in revoked_ids
         }
         return revoked
+
+    async def set_limits(self, prefix: str, limits: Limits) -> list[ApiKey]:
+        """Replace the limits of the key with ``prefix`` (unlimited where None)."""
+        updated = await self._keys.set_key_limits(prefix, limits)
+        if not updated:
+            raise NotFound(f"No active API key has the prefix {prefix!r}.", param="prefix")
+        self._verified.clear()  # limits travel with the cached principal
+        return updated
+
+    async def set_user_limits(self, user_name: str, limits: Limits) -> None:
+        if not await self._keys.set_user_limits(user_name, limits):
+            raise NotFound(f"No user {user_name!r}.", param="user")
+        self._verified.clear()
 
     async def ensure_bootstrap_admin(self) -> IssuedKey | None:
         """On first start, issue the one admin key (returned once for printing); else None."""
@@ -102,7 +122,12 @@ class KeyService:
             )
         key = found[0]
         principal = Principal(
-            user_id=key.user_id, user_name=key.user_name, role=key.role, key_id=key.id
+            user_id=key.user_id,
+            user_name=key.user_name,
+            role=key.role,
+            key_id=key.id,
+            key_limits=key.limits,
+            user_limits=key.user_limits,
         )
         if self._cache_seconds > 0:
             self._verified[digest] = (now + self._cache_seconds, principal)

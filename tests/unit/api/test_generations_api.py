@@ -67,7 +67,7 @@ async def test_one_generation_row_with_its_images_and_events(
     )
     generation_id = response.headers["x-imagegate-generation-id"]
     [(prompt, outcome, n, cost)] = data_dir.rows(
-        f"SELECT prompt, outcome, n, cost_micro_usd FROM generations WHERE id = '{generation_id}'"  # noqa: S608
+        f"SELECT prompt, outcome, n, cost_micro_usd FROM generations WHERE id = '{generation_id}'"
     )
     assert (prompt, outcome, n, cost) == ("a red fox", "generated", 3, 0)
     assert data_dir.count("images") == 3

@@ -20,12 +20,14 @@ from imagegate.api.schemas import (
     CreateImageEditJson,
     CreateImageRequest,
     ErrorResponse,
+    EstimateResponse,
     ImageRef,
     ImagesResponse,
     edit_form_openapi,
 )
 from imagegate.errors import InvalidRequest, UnsupportedParameter
 from imagegate.models import GenerationRequest, InputImage, ResponseFormat
+from imagegate.services.caching import CacheMode
 from imagegate.services.generations import GenerationResult
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
@@ -68,6 +70,7 @@ def _render(result: GenerationResult) -> Response:
         orjson.dumps(body),
         media_type="application/json",
         headers={
+            "X-Imagegate-Cache": result.cache_status,
             "X-Imagegate-Generation-Id": generation.id,
             "X-Imagegate-Provider": generation.provider or "",
             "X-Imagegate-Cost-USD": f"{generation.cost_micro_usd / 1_000_000:.6f}",
@@ -82,9 +85,45 @@ def _render(result: GenerationResult) -> Response:
     summary="Create images from a prompt",
 )
 async def create_image(
-    body: CreateImageRequest, principal: CurrentPrincipal, services: ServicesDep
+    body: CreateImageRequest, request: Request, principal: CurrentPrincipal, services: ServicesDep
 ) -> Response:
-    return _render(await services.generations.generate(principal, body.to_domain()))
+    mode = cache_mode(request.headers.get("cache-control"), body.cache)
+    return _render(await services.generations.generate(principal, body.to_domain(), mode))
+
+
+@router.post(
+    "/images/estimate",
+    response_model=EstimateResponse,
+    responses=ERRORS,
+    tags=["Costs"],
+    summary="What a generation request would cost, without generating",
+)
+async def estimate_image(
+    body: CreateImageRequest, principal: CurrentPrincipal, services: ServicesDep
+) -> EstimateResponse:
+    estimate = await services.generations.estimate(principal, body.to_domain())
+    return EstimateResponse(
+        model=estimate.model,
+        n=estimate.n,
+        size=estimate.size,
+        quality=estimate.quality,
+        unit_cost_usd=estimate.unit_micro_usd / 1_000_000,
+        estimated_cost_usd=estimate.total_micro_usd / 1_000_000,
+        list_cost_usd=estimate.list_micro_usd / 1_000_000,
+        cached=estimate.cached,
+    )
+
+
+def cache_mode(cache_control: str | None, requested: str | None) -> CacheMode:
+    """The stricter of ``Cache-Control`` (no-store > no-cache) and the body's ``cache``."""
+    directives = {d.strip().lower() for d in (cache_control or "").split(",")}
+    modes = [CacheMode(requested or CacheMode.DEFAULT)]
+    if "no-store" in directives:
+        modes.append(CacheMode.BYPASS)
+    elif "no-cache" in directives:
+        modes.append(CacheMode.REFRESH)
+    order = (CacheMode.DEFAULT, CacheMode.REFRESH, CacheMode.BYPASS)
+    return max(modes, key=order.index)
 
 
 async def _upload(value: UploadFile | str, field: str) -> InputImage:
@@ -115,7 +154,9 @@ async def edit_image(
             param=None,
             code="invalid_content_type",
         )
-    return _render(await services.generations.generate(principal, edit))
+    generation_request, requested_mode = edit
+    mode = cache_mode(request.headers.get("cache-control"), requested_mode)
+    return _render(await services.generations.generate(principal, generation_request, mode))
 
 
 def _validated(model: type[T], fields: object) -> T:
@@ -146,7 +187,7 @@ def _from_data_url(ref: ImageRef, field: str) -> InputImage:
     return InputImage.from_upload(data, header.removeprefix("data:").removesuffix(";base64"))
 
 
-async def _json_edit(request: Request) -> GenerationRequest:
+async def _json_edit(request: Request) -> tuple[GenerationRequest, str | None]:
     try:
         body = orjson.loads(await request.body())
     except orjson.JSONDecodeError:
@@ -156,10 +197,10 @@ async def _json_edit(request: Request) -> GenerationRequest:
     parsed = _validated(CreateImageEditJson, body)
     images = [_from_data_url(ref, "images") for ref in parsed.images]
     mask = _from_data_url(parsed.mask, "mask") if parsed.mask else None
-    return parsed.to_domain(images, mask)
+    return parsed.to_domain(images, mask), parsed.cache
 
 
-async def _multipart_edit(request: Request) -> GenerationRequest:
+async def _multipart_edit(request: Request) -> tuple[GenerationRequest, str | None]:
     async with request.form(max_files=MAX_FORM_FILES, max_fields=64) as form:
         images = [
             await _upload(value, "image")
@@ -171,4 +212,5 @@ async def _multipart_edit(request: Request) -> GenerationRequest:
         fields = {k: v for k, v in form.multi_items() if k not in _FILE_FIELDS}
     if not images:
         raise InvalidRequest("Missing required parameter: 'image'.", param="image")
-    return _validated(CreateImageEditForm, fields).to_domain(images, mask)
+    parsed = _validated(CreateImageEditForm, fields)
+    return parsed.to_domain(images, mask), parsed.cache

@@ -91,7 +91,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("idempotency_keys", "budget_ledger", "budget_counters", "flights", "cache_entries"):
+    for table in (
+        "idempotency_keys",
+        "budget_ledger",
+        "budget_counters",
+        "flights",
+        "cache_entries",
+    ):
         op.drop_table(table)
     with op.batch_alter_table("generations") as batch:
         batch.drop_column("source_generation_id")

@@ -1,0 +1,136 @@
+"""Budgets and quotas in SQL: counters per (subject, window) changed by conditional updates.
+
+A reservation adds the estimate to ``reserved`` (and ``n`` to ``images``) only if the result
+stays within the limit, in one statement per counter: atomic on PostgreSQL (row lock) and on
+SQLite (one writer), so concurrent requests can never pass a limit together. All counters of
+one request change in one transaction: either every limit admits it or none is touched.
+Settling moves the estimate out of ``reserved`` and the actual cost into ``spent``; releasing
+(failure, cancellation) only takes the reservation back. Every change leaves a ledger row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from imagegate.db.engine import TransactionRunner
+from imagegate.db.tables import budget_counters, budget_ledger
+from imagegate.errors import BudgetExceeded, QuotaExceeded, RateLimited
+from imagegate.models import BudgetCounter
+
+
+def _match(counter: BudgetCounter) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        budget_counters.c.subject == counter.subject,
+        budget_counters.c.window == counter.window,
+        budget_counters.c.window_start == counter.window_start,
+    )
+
+
+def _ensure_row(conn: Connection, counter: BudgetCounter) -> None:
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    conn.execute(
+        insert(budget_counters)
+        .values(subject=counter.subject, window=counter.window, window_start=counter.window_start)
+        .on_conflict_do_nothing()
+    )
+
+
+def _ledger(
+    conn: Connection, counters: Sequence[BudgetCounter], kind: str, micro_usd: int, images: int
+) -> None:
+    now = datetime.now(UTC)
+    rows = [
+        {"subject": subject, "kind": kind, "micro_usd": micro_usd, "images": images,
+         "created_at": now}
+        for subject in sorted({c.subject for c in counters})
+    ]  # fmt: skip
+    conn.execute(budget_ledger.insert(), rows)
+
+
+def _refusal(counter: BudgetCounter, over_money: bool) -> RateLimited:
+    """The 429 for a counter that would pass its limit (the transaction is rolled back)."""
+    wait = max(1.0, (counter.resets_at - datetime.now(UTC)).total_seconds())
+    who = counter.subject.partition(":")[0]  # "key" or "user"
+    resets = counter.resets_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    if over_money:
+        limit = (counter.micro_usd_limit or 0) / 1_000_000
+        return BudgetExceeded(
+            f"This request would pass the {who}'s {counter.window} budget of ${limit:.2f} "
+            f"(it resets at {resets}).",
+            retry_after=wait,
+        )
+    return QuotaExceeded(
+        f"The {who}'s quota of {counter.images_limit} images per {counter.window} is used up "
+        f"(it resets at {resets}).",
+        retry_after=wait,
+    )
+
+
+class SqlBudgetRepository:
+    def __init__(self, writes: TransactionRunner) -> None:
+        self._writes = writes
+
+    async def reserve(self, counters: Sequence[BudgetCounter], micro_usd: int, images: int) -> None:
+        """Reserve on every counter, or raise ``BudgetExceeded``/``QuotaExceeded`` having
+        changed nothing."""
+
+        def work(conn: Connection) -> None:
+            c = budget_counters.c
+            for counter in counters:
+                _ensure_row(conn, counter)
+                within = [_match(counter)]
+                if counter.micro_usd_limit is not None:
+                    total = c.spent_micro_usd + c.reserved_micro_usd + micro_usd
+                    within.append(total <= counter.micro_usd_limit)
+                if counter.images_limit is not None:
+                    within.append(c.images + images <= counter.images_limit)
+                updated = conn.execute(
+                    budget_counters.update()
+                    .where(*within)
+                    .values(
+                        reserved_micro_usd=c.reserved_micro_usd + micro_usd,
+                        images=c.images + images,
+                    )
+                )
+                if not updated.rowcount:
+                    row = conn.execute(sa.select(budget_counters).where(_match(counter))).one()
+                    over_money = counter.micro_usd_limit is not None and (
+                        row.spent_micro_usd + row.reserved_micro_usd + micro_usd
+                        > counter.micro_usd_limit
+                    )
+                    raise _refusal(counter, over_money)
+            _ledger(conn, counters, "reserve", micro_usd, images)
+
+        await self._writes(work)
+
+    async def settle(
+        self,
+        counters: Sequence[BudgetCounter],
+        reserved_micro_usd: int,
+        reserved_images: int,
+        spent_micro_usd: int,
+        made_images: int,
+    ) -> None:
+        """Turn a reservation into what was really spent and made (release: spent and made 0)."""
+
+        def work(conn: Connection) -> None:
+            c = budget_counters.c
+            for counter in counters:
+                conn.execute(
+                    budget_counters.update()
+                    .where(_match(counter))
+                    .values(
+                        reserved_micro_usd=c.reserved_micro_usd - reserved_micro_usd,
+                        spent_micro_usd=c.spent_micro_usd + spent_micro_usd,
+                        images=c.images - reserved_images + made_images,
+                    )
+                )
+            kind = "settle" if made_images or spent_micro_usd else "release"
+            _ledger(conn, counters, kind, spent_micro_usd, made_images)
+
+        await self._writes(work)

@@ -1,0 +1,79 @@
+"""Per-key and per-user budgets (USD per day and month) and quotas (images per minute and day).
+
+The estimate is reserved before any provider is called, atomically against every limit of the
+key and of its user (``BudgetRepository``), so concurrent requests can never overspend; the
+actual cost is settled after, and the reservation released on failure or cancellation. Cache
+hits and coalesced requests reserve nothing. Requests with no limits pay no database trip.
+Windows are calendar periods in UTC (the minute, the day, the month).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from imagegate.db.base import BudgetRepository
+from imagegate.models import BudgetCounter, Limits, Principal
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    counters: tuple[BudgetCounter, ...]
+    micro_usd: int
+    images: int
+
+
+def _windows(now: datetime) -> dict[str, tuple[datetime, datetime]]:
+    minute = now.replace(second=0, microsecond=0)
+    day = minute.replace(hour=0, minute=0)
+    month = day.replace(day=1)
+    next_month = (month + timedelta(days=32)).replace(day=1)
+    return {
+        "minute": (minute, minute + timedelta(minutes=1)),
+        "day": (day, day + timedelta(days=1)),
+        "month": (month, next_month),
+    }
+
+
+def counters_for(subject: str, limits: Limits, now: datetime) -> list[BudgetCounter]:
+    """The windows ``limits`` constrain for ``subject`` (none when it is unlimited)."""
+    windows = _windows(now)
+    wanted = {
+        "minute": (None, limits.images_per_minute),
+        "day": (limits.budget_micro_usd_day, limits.images_per_day),
+        "month": (limits.budget_micro_usd_month, None),
+    }
+    return [
+        BudgetCounter(subject, window, *windows[window], money, images)
+        for window, (money, images) in wanted.items()
+        if money is not None or images is not None
+    ]
+
+
+class BudgetService:
+    def __init__(self, budgets: BudgetRepository) -> None:
+        self._budgets = budgets
+
+    async def reserve(
+        self, principal: Principal, micro_usd: int, images: int
+    ) -> Reservation | None:
+        """Hold ``micro_usd`` and ``images`` against every limit, or raise a 429."""
+        now = datetime.now(UTC)
+        counters = [
+            *(counters_for(f"key:{principal.key_id}", principal.key_limits, now)
+              if principal.key_id else []),
+            *counters_for(f"user:{principal.user_id}", principal.user_limits, now),
+        ]  # fmt: skip
+        if not counters:
+            return None
+        await self._budgets.reserve(counters, micro_usd, images)
+        return Reservation(tuple(counters), micro_usd, images)
+
+    async def settle(self, reservation: Reservation | None, micro_usd: int, images: int) -> None:
+        if reservation is not None:
+            await self._budgets.settle(
+                reservation.counters, reservation.micro_usd, reservation.images, micro_usd, images
+            )
+
+    async def release(self, reservation: Reservation | None) -> None:
+        await self.settle(reservation, 0, 0)

@@ -1,0 +1,74 @@
+"""Two gateway processes sharing one database make one upstream call for 50 identical requests,
+on SQLite (one file) and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.fakes.openai import build_openai_fake
+from tests.fakes.server import FakeServer, FakeState, Fault
+from tests.support.processes import ServerProcess, environment, run_cli
+
+BODY = {"model": "gpt-image-1", "prompt": "one fox for everyone", "size": "1024x1024",
+        "quality": "low"}  # fmt: skip
+
+
+@pytest.fixture
+def upstream() -> Iterator[tuple[FakeState, str]]:
+    state = FakeState()
+    state.faults.random(1.0, [Fault.latency(1.5)])  # every call is slow enough to overlap
+    with FakeServer(build_openai_fake(state)) as server:
+        yield state, server.base_url
+
+
+def _gateways(
+    tmp_path: Path, upstream_url: str, database_url: str
+) -> tuple[list[ServerProcess], str]:
+    config = tmp_path / "imagegate.yaml"
+    config.write_text(
+        json.dumps(
+            {"providers": {"openai": {"kind": "openai", "api_key": "test-key",
+                                      "base_url": f"{upstream_url}/v1"}}}
+        )
+    )  # fmt: skip
+    env = {"IMAGEGATE_CONFIG_FILE": str(config), "IMAGEGATE_DATABASE__URL": database_url}
+    data_dir = tmp_path / "shared-data"
+    created = run_cli("keys", "create", "--name", "sf", data_dir=data_dir,
+                      env=environment(data_dir, **env))  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    servers = [ServerProcess(data_dir, env=env).start() for _ in range(2)]
+    return servers, created.stdout.strip()
+
+
+async def test_fifty_identical_requests_over_two_processes_make_one_call(
+    tmp_path: Path, upstream: tuple[FakeState, str], database_url: str
+) -> None:
+    state, upstream_url = upstream
+    servers, key = _gateways(tmp_path, upstream_url, database_url)
+    try:
+        async with httpx.AsyncClient(timeout=60) as client:
+            responses = await asyncio.gather(
+                *(
+                    client.post(
+                        f"{servers[i % 2].base_url}/v1/images/generations",
+                        json=BODY,
+                        headers={"Authorization": f"Bearer {key}"},
+                    )
+                    for i in range(50)
+                )
+            )
+    finally:
+        for server in servers:
+            server.stop()
+    assert [r.status_code for r in responses] == [200] * 50
+    assert len(state.calls) == 1
+    files = {r.json()["data"][0]["url"].rpartition("/files/")[2] for r in responses}
+    assert len(files) == 1
+    statuses = sorted(r.headers["x-imagegate-cache"] for r in responses)
+    assert statuses.count("miss") == 1
+    assert set(statuses) <= {"miss", "coalesced", "hit"}

@@ -1,0 +1,98 @@
+"""The cache, cost estimates and quotas as HTTP clients see them (builtin model, real SQLite)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from tests.support import DataDir
+
+from imagegate.container import Services
+from imagegate.models import Limits
+
+BODY = {"model": "builtin", "prompt": "a red fox", "size": "256x256"}
+
+
+async def _post(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    headers: dict[str, str] | None = None,
+    **body: object,
+) -> httpx.Response:
+    return await client.post(
+        "/v1/images/generations", json={**BODY, **body}, headers={**auth, **(headers or {})}
+    )
+
+
+async def test_the_second_identical_request_is_a_hit_with_the_same_url(
+    client: httpx.AsyncClient, auth: dict[str, str], data_dir: DataDir
+) -> None:
+    first = await _post(client, auth)
+    again = await _post(client, auth, prompt="a  red fox ")
+    assert (first.headers["x-imagegate-cache"], again.headers["x-imagegate-cache"]) == (
+        "miss",
+        "hit",
+    )
+    assert again.json()["data"] == first.json()["data"]
+    assert data_dir.rows("SELECT outcome FROM generations ORDER BY created_at") == [
+        ("generated",),
+        ("cache_hit",),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status"),
+    [
+        ({"Cache-Control": "no-cache"}, {}, "miss"),
+        ({"Cache-Control": "max-age=0, no-store"}, {}, "bypass"),
+        ({}, {"cache": "refresh"}, "miss"),
+        ({}, {"cache": "bypass"}, "bypass"),
+        ({"Cache-Control": "no-cache"}, {"cache": "bypass"}, "bypass"),
+    ],
+)
+async def test_clients_can_ask_for_a_fresh_image(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    headers: dict[str, str],
+    body: dict[str, object],
+    status: str,
+) -> None:
+    await _post(client, auth)
+    response = await _post(client, auth, headers, **body)
+    assert response.status_code == 200
+    assert response.headers["x-imagegate-cache"] == status
+
+
+async def test_estimates_price_a_request_without_generating(
+    client: httpx.AsyncClient, auth: dict[str, str], data_dir: DataDir
+) -> None:
+    before = await client.post("/v1/images/estimate", json={**BODY, "n": 3}, headers=auth)
+    assert before.status_code == 200
+    assert before.json() == {
+        "model": "builtin",
+        "n": 3,
+        "size": "256x256",
+        "quality": "auto",
+        "unit_cost_usd": 0.0,
+        "estimated_cost_usd": 0.0,
+        "list_cost_usd": 0.0,
+        "cached": False,
+    }
+    assert data_dir.count("generations") == 0
+    await _post(client, auth, n=3)
+    after = await client.post("/v1/images/estimate", json={**BODY, "n": 3}, headers=auth)
+    assert after.json()["cached"] is True
+    bad = await client.post("/v1/images/estimate", json={**BODY, "n": 0}, headers=auth)
+    assert bad.status_code == 400
+
+
+async def test_an_exhausted_quota_is_a_429_with_retry_after(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    issued = await services.keys.create("limited", limits=Limits(images_per_minute=1))
+    auth = {"Authorization": f"Bearer {issued.secret}"}
+    assert (await _post(client, auth, prompt="one")).status_code == 200
+    refused = await _post(client, auth, prompt="two")
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "quota_exceeded"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert (await _post(client, auth, prompt="one")).headers["x-imagegate-cache"] == "hit"
