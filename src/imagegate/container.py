@@ -84,6 +84,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         else AsyncTransactions(engine)
     )
     generation_records = SqlGenerationRepository(engine, transactions.run)
+    budgets = BudgetService(SqlBudgetRepository(engine, transactions.run))
     cache = ResultCache(
         SqlCacheRepository(engine),
         MemoryCache(settings.cache.memory_entries, settings.cache.memory_seconds),
@@ -108,13 +109,13 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
                     cross_process=settings.cache.cross_process and settings.cache.enabled,
                     lease_seconds=settings.cache.flight_lease_seconds,
                 ),
-                BudgetService(SqlBudgetRepository(transactions.run)),
+                budgets,
                 default_model=settings.default_model,
                 max_pixels=settings.max_image_pixels,
             ),
             image_files=ImageFileService(blobs),
             health=HealthService(SqlDatabase(engine), blobs),
-            usage=UsageService(SqlUsageRepository(engine)),
+            usage=UsageService(SqlUsageRepository(engine), budgets),
             providers=ProviderStatusService(router, assembly.provider_status),
             idempotency=IdempotencyService(
                 SqlIdempotencyRepository(engine),

@@ -229,6 +229,18 @@ class UsageGroup(UsageCounts):
     key_name: str | None = Field(default=None, description="The API key's name (group_by=key).")
 
 
+class BudgetBody(BaseModel):
+    applies_to: Literal["key", "user"]
+    window: Literal["minute", "day", "month"]
+    resets_at: datetime
+    limit_usd: str | None = Field(description="Null when only images are limited.")
+    spent_usd: str
+    reserved_usd: str = Field(description="Held by requests still running.")
+    remaining_usd: str | None
+    images_limit: int | None
+    images: int
+
+
 class UsageReportBody(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
@@ -238,8 +250,9 @@ class UsageReportBody(BaseModel):
     group_by: UsageGrouping | None
     totals: UsageCounts
     groups: list[UsageGroup] = Field(description="Partition the totals; empty unless group_by.")
-    budget: None = Field(
-        default=None, description="Budget remaining for the period; null when none applies."
+    budget: list[BudgetBody] = Field(
+        default_factory=list,
+        description="The caller's own limits and what is left of them (own reports only).",
     )
 
 

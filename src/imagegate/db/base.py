@@ -232,6 +232,10 @@ class UsageRepository(Protocol):
 
 
 class BudgetRepository(Protocol):
+    async def levels(self, counters: Sequence[BudgetCounter]) -> list[tuple[int, int, int]]:
+        """``(spent micro-USD, reserved micro-USD, images)`` of each counter."""
+        ...
+
     async def reserve(self, counters: Sequence[BudgetCounter], micro_usd: int, images: int) -> None:
         """Reserve on every counter atomically, or raise ``BudgetExceeded``/``QuotaExceeded``
         having changed nothing."""

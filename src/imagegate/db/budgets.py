@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from imagegate.db.engine import TransactionRunner
 from imagegate.db.tables import budget_counters, budget_ledger
@@ -72,8 +73,22 @@ def _refusal(counter: BudgetCounter, over_money: bool) -> RateLimited:
 
 
 class SqlBudgetRepository:
-    def __init__(self, writes: TransactionRunner) -> None:
+    def __init__(self, engine: AsyncEngine, writes: TransactionRunner) -> None:
+        self._engine = engine
         self._writes = writes
+
+    async def levels(self, counters: Sequence[BudgetCounter]) -> list[tuple[int, int, int]]:
+        """``(spent, reserved, images)`` of each counter, zeros where nothing happened yet."""
+        levels = []
+        async with self._engine.connect() as conn:
+            for counter in counters:
+                row = (
+                    await conn.execute(sa.select(budget_counters).where(_match(counter)))
+                ).first()
+                levels.append(
+                    (row.spent_micro_usd, row.reserved_micro_usd, row.images) if row else (0, 0, 0)
+                )
+        return levels
 
     async def reserve(self, counters: Sequence[BudgetCounter], micro_usd: int, images: int) -> None:
         """Reserve on every counter, or raise ``BudgetExceeded``/``QuotaExceeded`` having

@@ -50,20 +50,60 @@ def counters_for(subject: str, limits: Limits, now: datetime) -> list[BudgetCoun
     ]
 
 
+def _counters(principal: Principal, now: datetime) -> list[BudgetCounter]:
+    key = counters_for(f"key:{principal.key_id}", principal.key_limits, now)
+    user = counters_for(f"user:{principal.user_id}", principal.user_limits, now)
+    return [*(key if principal.key_id else []), *user]
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    """Where one limit stands now."""
+
+    applies_to: str
+    """``key`` or ``user``."""
+    window: str
+    resets_at: datetime
+    limit_micro_usd: int | None
+    spent_micro_usd: int
+    reserved_micro_usd: int
+    images_limit: int | None
+    images: int
+
+    @property
+    def remaining_micro_usd(self) -> int | None:
+        if self.limit_micro_usd is None:
+            return None
+        return max(0, self.limit_micro_usd - self.spent_micro_usd - self.reserved_micro_usd)
+
+
 class BudgetService:
     def __init__(self, budgets: BudgetRepository) -> None:
         self._budgets = budgets
+
+    async def status(self, principal: Principal) -> list[BudgetStatus]:
+        """Every limit of the principal's key and user, with what is used and when it resets."""
+        counters = _counters(principal, datetime.now(UTC))
+        levels = await self._budgets.levels(counters) if counters else []
+        return [
+            BudgetStatus(
+                applies_to=counter.subject.partition(":")[0],
+                window=counter.window,
+                resets_at=counter.resets_at,
+                limit_micro_usd=counter.micro_usd_limit,
+                spent_micro_usd=spent,
+                reserved_micro_usd=reserved,
+                images_limit=counter.images_limit,
+                images=images,
+            )
+            for counter, (spent, reserved, images) in zip(counters, levels, strict=True)
+        ]
 
     async def reserve(
         self, principal: Principal, micro_usd: int, images: int
     ) -> Reservation | None:
         """Hold ``micro_usd`` and ``images`` against every limit, or raise a 429."""
-        now = datetime.now(UTC)
-        counters = [
-            *(counters_for(f"key:{principal.key_id}", principal.key_limits, now)
-              if principal.key_id else []),
-            *counters_for(f"user:{principal.user_id}", principal.user_limits, now),
-        ]  # fmt: skip
+        counters = _counters(principal, datetime.now(UTC))
         if not counters:
             return None
         await self._budgets.reserve(counters, micro_usd, images)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from imagegate.db.base import EventRecord, UsageGrouping, UsageRepository, UsageTally
 from imagegate.errors import InvalidRequest, NotFound
 from imagegate.models import Principal
+from imagegate.services.budgets import BudgetService, BudgetStatus
 
 # Front ends may not import ``db``; they take the report's parts from here.
 __all__ = [
@@ -41,9 +42,9 @@ class UsageReport:
     totals: UsageTally
     groups: tuple[UsageTally, ...]
     """Empty when not grouped; otherwise they partition ``totals`` exactly."""
-    budget: None = None
-    """What is left of the period's budget: budgets fill it in (its type with them). Until
-    then it is always None, shown by the API as ``null``."""
+    budget: tuple[BudgetStatus, ...] = ()
+    """The caller's own limits (key and user) and what is left of them; empty when the report
+    is not the caller's own or no limit applies."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +97,9 @@ def _add_up(tallies: tuple[UsageTally, ...]) -> UsageTally:
 
 
 class UsageService:
-    def __init__(self, repository: UsageRepository) -> None:
+    def __init__(self, repository: UsageRepository, budgets: BudgetService) -> None:
         self._repository = repository
+        self._budgets = budgets
 
     async def report(
         self,
@@ -122,6 +124,9 @@ class UsageService:
             group_by=group_by,
             totals=_add_up(tallies),
             groups=tallies if group_by is not None else (),
+            budget=tuple(await self._budgets.status(principal))
+            if user_id == principal.user_id
+            else (),
         )
 
     async def _scope(self, principal: Principal, user: str | None) -> tuple[str | None, str | None]:

@@ -96,3 +96,20 @@ async def test_an_exhausted_quota_is_a_429_with_retry_after(
     assert refused.json()["error"]["code"] == "quota_exceeded"
     assert 1 <= int(refused.headers["retry-after"]) <= 60
     assert (await _post(client, auth, prompt="one")).headers["x-imagegate-cache"] == "hit"
+
+
+async def test_usage_shows_the_callers_budget_and_what_is_left(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    issued = await services.keys.create(
+        "budgeted", limits=Limits(budget_micro_usd_day=2_500_000, images_per_minute=10)
+    )
+    auth = {"Authorization": f"Bearer {issued.secret}"}
+    await _post(client, auth, n=2)
+    budget = (await client.get("/v1/usage", headers=auth)).json()["budget"]
+    by_window = {b["window"]: b for b in budget}
+    assert by_window["day"]["limit_usd"] == "2.500000"
+    assert by_window["day"]["remaining_usd"] == "2.500000"  # the builtin model is free
+    assert by_window["minute"]["images_limit"] == 10
+    assert by_window["minute"]["images"] == 2
+    assert {b["applies_to"] for b in budget} == {"key"}

@@ -160,7 +160,7 @@ async def test_totals_are_the_sums_of_the_rows_and_saved_is_hits_plus_coalesced(
     assert body["user"] == "user-a"
     assert body["group_by"] is None
     assert body["groups"] == []
-    assert body["budget"] is None
+    assert body["budget"] == []  # no limits on this key or its user
     start, end = datetime.fromisoformat(body["from"]), datetime.fromisoformat(body["to"])
     assert (start, end) == (world.now - timedelta(days=3), world.now + timedelta(minutes=1))
 

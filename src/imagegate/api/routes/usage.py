@@ -8,7 +8,15 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from imagegate.api.deps import AdminPrincipal, CurrentPrincipal, ServicesDep
-from imagegate.api.schemas import EventBody, EventList, UsageCounts, UsageGroup, UsageReportBody
+from imagegate.api.schemas import (
+    BudgetBody,
+    EventBody,
+    EventList,
+    UsageCounts,
+    UsageGroup,
+    UsageReportBody,
+)
+from imagegate.services.budgets import BudgetStatus
 from imagegate.services.usage import MAX_EVENTS_PAGE, UsageGrouping, UsageTally, format_usd
 
 router = APIRouter(prefix="/v1")
@@ -63,7 +71,24 @@ async def usage(
         group_by=report.group_by,
         totals=_counts(report.totals),
         groups=[_group(tally) for tally in report.groups],
-        budget=report.budget,
+        budget=[_budget(status) for status in report.budget],
+    )
+
+
+def _budget(status: BudgetStatus) -> BudgetBody:
+    def usd(micro: int | None) -> str | None:
+        return None if micro is None else format_usd(micro)
+
+    return BudgetBody(
+        applies_to=status.applies_to,
+        window=status.window,
+        resets_at=status.resets_at,
+        limit_usd=usd(status.limit_micro_usd),
+        spent_usd=format_usd(status.spent_micro_usd),
+        reserved_usd=format_usd(status.reserved_micro_usd),
+        remaining_usd=usd(status.remaining_micro_usd),
+        images_limit=status.images_limit,
+        images=status.images,
     )
 
 
