@@ -185,11 +185,16 @@ def build_openai_fake(state: FakeState) -> Starlette:
         image = fake_image(int(found[1]), int(found[2]), found[4], found[3])
         return Response(image, media_type=f"image/{found[4]}")
 
+    async def calls(_: Request) -> Response:
+        """Not OpenAI's: how many calls this fake has answered (for out-of-process counting)."""
+        return _json({"count": len(state.calls)}, 200, {})
+
     return Starlette(
         routes=[
             Route("/v1/images/generations", generations, methods=["POST"]),
             Route("/v1/images/edits", edits, methods=["POST"]),
             Route("/v1/fake-files/{name}", files, methods=["GET"]),
+            Route("/fake/calls", calls, methods=["GET"]),
         ]
     )
 

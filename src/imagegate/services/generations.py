@@ -171,6 +171,14 @@ class GenerationService:
         async def lead(claim: FlightClaim | None) -> GenerationResult:
             nonlocal led
             led = True
+            if cache_mode is CacheMode.DEFAULT:
+                # Look again now that this request leads: an identical one may have finished
+                # between the first look and taking the lead.
+                hit = await self._cache.lookup(scope, draft.cache_key)
+                if hit is not None:
+                    if claim is not None:
+                        await self._flights.release(claim)
+                    return await self._reuse(draft, normalized, hit, Outcome.CACHE_HIT, started)
             return await self._fresh(
                 principal, draft, spec, normalized, entry, claim, started, "miss"
             )
@@ -374,7 +382,11 @@ class GenerationService:
 def _shared(result: GenerationResult) -> CachedResult:
     """What identical requests reuse from a fresh generation."""
     generation = result.generation
-    return CachedResult(generation.id, generation.images, generation.cost_micro_usd)
+    return CachedResult(
+        generation.source_generation_id or generation.id,
+        generation.images,
+        generation.cost_micro_usd or generation.saved_cost_micro_usd,
+    )
 
 
 def _elapsed_ms(started: float) -> int:

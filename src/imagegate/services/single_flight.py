@@ -71,6 +71,10 @@ class SingleFlight:
             if shared.done() and not shared.cancelled():
                 shared.exception()  # mark retrieved: followers may be none
 
+    async def release(self, claim: FlightClaim) -> None:
+        """Give up a claim without generating (the answer turned up in the cache)."""
+        await self._flights.release(*_where(claim))
+
     async def _claim_or_follow(
         self, scope: str, cache_key: str
     ) -> FlightClaim | CachedResult | None:
