@@ -14,7 +14,8 @@ $(VENV)/.run-installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[dev]'
+	$(PIP) install torch==2.13.0  # CPU build first, so the semantic extra pulls no CUDA
+	$(PIP) install -e '.[dev,semantic]'
 	touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed  ## install and serve on http://127.0.0.1:8000 (SQLite, ./data)

@@ -203,7 +203,14 @@ def keys_revoke(
 
 
 def _usage_row(label: str, t: UsageTally) -> tuple[str, ...]:
-    counts = (t.requests, t.images, t.generated, t.cache_hit, t.coalesced, t.failed)
+    counts = (
+        t.requests,
+        t.images,
+        t.generated,
+        t.cache_hit + t.semantic_hit,
+        t.coalesced,
+        t.failed,
+    )
     money = (t.spend_micro_usd, t.saved_micro_usd)
     return (label, *(str(count) for count in counts), *(format_usd(m) for m in money))
 

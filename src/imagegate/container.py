@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from imagegate.cache.base import SemanticIndex
 from imagegate.cache.memory import MemoryCache
 from imagegate.db.budgets import SqlBudgetRepository
 from imagegate.db.cache import SqlCacheRepository
@@ -67,6 +68,14 @@ def _build_blob_store(settings: Settings) -> BlobStore:
     )
 
 
+def _semantic_index(settings: Settings) -> SemanticIndex | None:
+    if not (settings.cache.enabled and settings.cache.semantic):
+        return None
+    from imagegate.cache.semantic import MiniLMIndex  # numpy and torch only when asked for
+
+    return MiniLMIndex(settings.cache.semantic_threshold)
+
+
 @asynccontextmanager
 async def build_services(settings: Settings) -> AsyncIterator[Services]:
     blobs = _build_blob_store(settings)
@@ -92,27 +101,30 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         ttl_seconds=settings.cache.ttl_seconds,
         per_user=settings.cache.scope == "user",
     )
+    generations = GenerationService(
+        router,
+        blobs,
+        generation_records,
+        cache,
+        SingleFlight(
+            SqlFlightRepository(engine, transactions.run),
+            cache,
+            cross_process=settings.cache.cross_process and settings.cache.enabled,
+            lease_seconds=settings.cache.flight_lease_seconds,
+        ),
+        budgets,
+        default_model=settings.default_model,
+        max_pixels=settings.max_image_pixels,
+        semantic=_semantic_index(settings),
+        semantic_models=frozenset(settings.cache.semantic_models),
+    )
     try:
         if settings.database.auto_migrate:
             await upgrade_to_head(engine)
         yield Services(
             settings=settings,
             keys=KeyService(SqlKeyRepository(engine), settings.auth_cache_seconds),
-            generations=GenerationService(
-                router,
-                blobs,
-                generation_records,
-                cache,
-                SingleFlight(
-                    SqlFlightRepository(engine, transactions.run),
-                    cache,
-                    cross_process=settings.cache.cross_process and settings.cache.enabled,
-                    lease_seconds=settings.cache.flight_lease_seconds,
-                ),
-                budgets,
-                default_model=settings.default_model,
-                max_pixels=settings.max_image_pixels,
-            ),
+            generations=generations,
             image_files=ImageFileService(blobs),
             health=HealthService(SqlDatabase(engine), blobs),
             usage=UsageService(SqlUsageRepository(engine), budgets),
@@ -124,6 +136,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
             ),
         )
     finally:
+        await generations.flush()
         await generation_records.aclose()
         await transactions.aclose()
         await router.aclose()

@@ -207,3 +207,13 @@ def cache_key(request: NormalizedRequest) -> str:
         **picture_params(request),
     }
     return hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def semantic_group(request: NormalizedRequest) -> str | None:
+    """Requests whose prompts may be compared by meaning share this key: everything but the
+    prompt is equal. None for requests the semantic cache must not answer (reference images,
+    a fixed seed: the caller wants exactly that picture)."""
+    if request.images or request.seed is not None:
+        return None
+    material = {"v": CACHE_KEY_VERSION, "model": request.model, **picture_params(request)}
+    return hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()

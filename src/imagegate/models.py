@@ -54,6 +54,8 @@ class Outcome(enum.StrEnum):
     """Served from the cache: no provider call; ``saved_cost_micro_usd`` is what it would cost."""
     COALESCED = "coalesced"
     """Joined an identical request already in flight: one provider call served both."""
+    SEMANTIC_HIT = "semantic_hit"
+    """Served the images of a near-duplicate prompt (opt-in semantic cache)."""
     FAILED = "failed"
 
 

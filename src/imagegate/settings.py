@@ -136,6 +136,19 @@ class CacheSettings(BaseModel):
     flight_lease_seconds: float = Field(
         default=30.0, gt=0, description="A claim whose owner stops renewing it is taken over."
     )
+    semantic: bool = Field(
+        default=False,
+        description="Reuse images of near-duplicate prompts (needs the `semantic` extra).",
+    )
+    semantic_threshold: float = Field(
+        default=0.93,
+        gt=0,
+        le=1,
+        description="Cosine similarity at or above which prompts match (0.93: see the tests).",
+    )
+    semantic_models: list[str] = Field(
+        default_factory=list, description="Public models it applies to; empty means all."
+    )
 
 
 class ServerSettings(BaseModel):

@@ -215,6 +215,7 @@ class UsageCounts(BaseModel):
     images: int = Field(description="Images delivered (generated, cache hits and coalesced).")
     generated: int = Field(description="Requests a provider was called for.")
     cache_hit: int = Field(description="Requests answered from the cache.")
+    semantic_hit: int = Field(description="Requests answered with a near-duplicate's images.")
     coalesced: int = Field(description="Requests that joined an identical one in flight.")
     failed: int
     spend_usd: str = Field(description="Cost, USD with 6 decimals.", examples=["0.040000"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from imagegate.models import CachedResult
@@ -13,3 +14,18 @@ class CacheTier(Protocol):
     def put(self, scope: str, cache_key: str, result: CachedResult) -> None: ...
 
     def discard(self, scope: str, cache_key: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticMatch:
+    cache_key: str
+    prompt: str
+    similarity: float
+
+
+class SemanticIndex(Protocol):
+    """Prompts of cached requests by meaning, within a group of otherwise identical requests."""
+
+    async def find(self, group: str, prompt: str) -> SemanticMatch | None: ...
+
+    async def add(self, group: str, prompt: str, cache_key: str) -> None: ...

@@ -175,9 +175,10 @@ class UsageTally:
     """The API key's name, when grouped by key."""
     requests: int = 0
     images: int = 0
-    """Images delivered: ``n`` of the generated, cache_hit and coalesced requests."""
+    """Images delivered: ``n`` of the generated, cache_hit, semantic_hit and coalesced ones."""
     generated: int = 0
     cache_hit: int = 0
+    semantic_hit: int = 0
     coalesced: int = 0
     failed: int = 0
     spend_micro_usd: int = 0

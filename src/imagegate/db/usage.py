@@ -17,9 +17,15 @@ from imagegate.db.base import EventRecord, UsageGrouping, UsageTally
 from imagegate.db.tables import api_keys, events, generations, users
 from imagegate.models import Outcome
 
-_DELIVERED = (Outcome.GENERATED.value, Outcome.CACHE_HIT.value, Outcome.COALESCED.value)
-_SAVING = (Outcome.CACHE_HIT.value, Outcome.COALESCED.value)
-_COUNTED = (Outcome.GENERATED, Outcome.CACHE_HIT, Outcome.COALESCED, Outcome.FAILED)
+_SAVING = (Outcome.CACHE_HIT.value, Outcome.SEMANTIC_HIT.value, Outcome.COALESCED.value)
+_DELIVERED = (Outcome.GENERATED.value, *_SAVING)
+_COUNTED = (
+    Outcome.GENERATED,
+    Outcome.CACHE_HIT,
+    Outcome.SEMANTIC_HIT,
+    Outcome.COALESCED,
+    Outcome.FAILED,
+)
 
 
 def _number(value: int) -> sa.ColumnElement[int]:
@@ -127,6 +133,7 @@ def _to_tally(row: sa.Row[Any], grouped_by_key: bool) -> UsageTally:
         images=int(m["images"]),
         generated=int(m[Outcome.GENERATED.value]),
         cache_hit=int(m[Outcome.CACHE_HIT.value]),
+        semantic_hit=int(m[Outcome.SEMANTIC_HIT.value]),
         coalesced=int(m[Outcome.COALESCED.value]),
         failed=int(m[Outcome.FAILED.value]),
         spend_micro_usd=int(m["spend"]),

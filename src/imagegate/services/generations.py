@@ -10,14 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
+from imagegate.cache.base import SemanticIndex, SemanticMatch
 from imagegate.catalog import ModelSpec
 from imagegate.db.base import GenerationRepository
 from imagegate.errors import ImagegateError, NotFound, StorageError, Unavailable
-from imagegate.fingerprint import cache_key, normalize_request, picture_params
+from imagegate.fingerprint import cache_key, normalize_request, picture_params, semantic_group
 from imagegate.models import (
     Attempt,
     CachedResult,
@@ -61,8 +63,10 @@ class GenerationResult:
     generation: Generation
     images: tuple[DeliveredImage, ...]
     cache_status: str
-    """``miss`` (made now), ``hit`` (from the cache), ``coalesced`` (joined an identical
-    request in flight) or ``bypass`` (made now, cache not used)."""
+    """``miss`` (made now), ``hit`` (from the cache), ``semantic`` (from the cache, for a
+    near-duplicate prompt), ``coalesced`` (joined an identical request in flight) or
+    ``bypass`` (made now, cache not used)."""
+    semantic: SemanticMatch | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +104,12 @@ class GenerationService:
         *,
         default_model: str,
         max_pixels: int,
+        semantic: SemanticIndex | None = None,
+        semantic_models: frozenset[str] = frozenset(),
     ) -> None:
+        self._semantic = semantic
+        self._semantic_models = semantic_models
+        self._background: set[asyncio.Task[None]] = set()
         self._router = router
         self._cache = cache
         self._flights = flights
@@ -161,10 +170,18 @@ class GenerationService:
                 principal, draft, spec, normalized, None, None, started, "bypass"
             )
         scope = self._cache.scope_for(principal)
+        group = self._semantic_group(spec, normalized)
         if cache_mode is CacheMode.DEFAULT:
             hit = await self._cache.lookup(scope, draft.cache_key)
             if hit is not None:
                 return await self._reuse(draft, normalized, hit, Outcome.CACHE_HIT, started)
+            if group is not None:
+                near = await self._near_duplicate(scope, group, normalized.prompt)
+                if near is not None:
+                    match, source = near
+                    return await self._reuse(
+                        draft, normalized, source, Outcome.SEMANTIC_HIT, started, match
+                    )
         entry = self._cache.entry(scope, draft.cache_key)
         led = False
 
@@ -179,9 +196,12 @@ class GenerationService:
                     if claim is not None:
                         await self._flights.release(claim)
                     return await self._reuse(draft, normalized, hit, Outcome.CACHE_HIT, started)
-            return await self._fresh(
+            made = await self._fresh(
                 principal, draft, spec, normalized, entry, claim, started, "miss"
             )
+            if group is not None and self._semantic is not None:
+                self._in_background(self._semantic.add(group, normalized.prompt, draft.cache_key))
+            return made
 
         try:
             outcome = await self._flights.run(scope, draft.cache_key, lead, _shared)
@@ -192,6 +212,34 @@ class GenerationService:
         if isinstance(outcome, CachedResult):
             return await self._reuse(draft, normalized, outcome, Outcome.COALESCED, started)
         return outcome
+
+    def _semantic_group(self, spec: ModelSpec, normalized: NormalizedRequest) -> str | None:
+        if self._semantic is None:
+            return None
+        if self._semantic_models and spec.name not in self._semantic_models:
+            return None
+        return semantic_group(normalized)
+
+    async def _near_duplicate(
+        self, scope: str, group: str, prompt: str
+    ) -> tuple[SemanticMatch, CachedResult] | None:
+        assert self._semantic is not None
+        match = await self._semantic.find(group, prompt)
+        if match is None:
+            return None
+        source = await self._cache.lookup(scope, match.cache_key)
+        return None if source is None else (match, source)
+
+    async def flush(self) -> None:
+        """Wait for background work (semantic indexing) to finish: tests and shutdown."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Work the response need not wait for (kept referenced until done)."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _draft(
         self,
@@ -290,6 +338,7 @@ class GenerationService:
         source: CachedResult,
         outcome: Outcome,
         started: float,
+        match: SemanticMatch | None = None,
     ) -> GenerationResult:
         """Answer with images already made: no provider call, nothing charged, saving recorded."""
         inline = normalized.response_format is ResponseFormat.B64_JSON
@@ -301,7 +350,10 @@ class GenerationService:
             url = self._blobs.url_for(image.storage_key)
             delivered.append(DeliveredImage(image=image, url=url, data=data))
         completed_at = datetime.now(UTC)
-        reason = "cache_hit" if outcome is Outcome.CACHE_HIT else "coalesced"
+        reason = outcome.value
+        details: dict[str, object] = {"reason": reason, "source": source.generation_id}
+        if match is not None:
+            details |= {"matched_prompt": match.prompt, "similarity": round(match.similarity, 4)}
         generation = replace(
             draft,
             outcome=outcome,
@@ -314,16 +366,14 @@ class GenerationService:
             images=source.images,
             events=(
                 *draft.events,
-                Event(
-                    "generation_skipped",
-                    completed_at,
-                    {"reason": reason, "source": source.generation_id},
-                ),
+                Event("generation_skipped", completed_at, details),
             ),
         )
         await self._generations.record(generation)
-        status = "hit" if outcome is Outcome.CACHE_HIT else "coalesced"
-        return GenerationResult(generation, tuple(delivered), status)
+        status = {Outcome.CACHE_HIT: "hit", Outcome.SEMANTIC_HIT: "semantic"}.get(
+            outcome, "coalesced"
+        )
+        return GenerationResult(generation, tuple(delivered), status, match)
 
     async def _verified_uploads(self, request: GenerationRequest) -> GenerationRequest:
         """Reference images and mask with their type read from their bytes; bad ones refused."""

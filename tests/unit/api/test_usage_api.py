@@ -21,7 +21,8 @@ from imagegate.container import Services
 from imagegate.models import Outcome, Role
 from imagegate.settings import Settings
 
-OUTCOMES = ("generated", "cache_hit", "coalesced", "failed")
+OUTCOMES = ("generated", "cache_hit", "semantic_hit", "coalesced", "failed")
+SAVING = ("cache_hit", "semantic_hit", "coalesced")
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def _counts(rows: list[Row]) -> dict[str, object]:
         "images": sum(r.n for r in rows if r.outcome != "failed"),
         **{outcome: sum(r.outcome == outcome for r in rows) for outcome in OUTCOMES},
         "spend_usd": _usd(sum(r.cost for r in rows)),
-        "saved_usd": _usd(sum(r.saved for r in rows if r.outcome in ("cache_hit", "coalesced"))),
+        "saved_usd": _usd(sum(r.saved for r in rows if r.outcome in SAVING)),
     }
 
 

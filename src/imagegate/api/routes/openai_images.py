@@ -66,11 +66,15 @@ def _render(result: GenerationResult) -> Response:
         ),
         "quality": params["quality"],
     }
+    headers = {"X-Imagegate-Cache": result.cache_status}
+    if result.semantic is not None:
+        headers["X-Imagegate-Semantic-Similarity"] = f"{result.semantic.similarity:.4f}"
+        headers["X-Imagegate-Source-Generation-Id"] = generation.source_generation_id or ""
     return Response(
         orjson.dumps(body),
         media_type="application/json",
         headers={
-            "X-Imagegate-Cache": result.cache_status,
+            **headers,
             "X-Imagegate-Generation-Id": generation.id,
             "X-Imagegate-Provider": generation.provider or "",
             "X-Imagegate-Cost-USD": f"{generation.cost_micro_usd / 1_000_000:.6f}",

@@ -32,6 +32,7 @@ def _counts(tally: UsageTally) -> UsageCounts:
         images=tally.images,
         generated=tally.generated,
         cache_hit=tally.cache_hit,
+        semantic_hit=tally.semantic_hit,
         coalesced=tally.coalesced,
         failed=tally.failed,
         spend_usd=format_usd(tally.spend_micro_usd),
