@@ -205,6 +205,17 @@ class Readiness(BaseModel):
     )
 
 
+class LimitsBody(BaseModel):
+    """Budgets and quotas; a missing or null field means unlimited."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    budget_usd_day: float | None = Field(default=None, ge=0, description="USD per UTC day.")
+    budget_usd_month: float | None = Field(default=None, ge=0, description="USD per UTC month.")
+    images_per_minute: int | None = Field(default=None, ge=0)
+    images_per_day: int | None = Field(default=None, ge=0)
+
+
 class ProviderReportBody(BaseModel):
     providers: dict[str, str] = Field(description="Configured providers: ok, or why left out.")
     targets: dict[str, str] = Field(description="Circuit state of each route target.")

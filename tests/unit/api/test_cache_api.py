@@ -7,7 +7,7 @@ import pytest
 from tests.support import DataDir
 
 from imagegate.container import Services
-from imagegate.models import Limits
+from imagegate.models import Limits, Role
 
 BODY = {"model": "builtin", "prompt": "a red fox", "size": "256x256"}
 
@@ -113,3 +113,25 @@ async def test_usage_shows_the_callers_budget_and_what_is_left(
     assert by_window["minute"]["images_limit"] == 10
     assert by_window["minute"]["images"] == 2
     assert {b["applies_to"] for b in budget} == {"key"}
+
+
+async def test_admins_set_limits_over_the_api_and_others_cannot(
+    client: httpx.AsyncClient, services: Services, auth: dict[str, str]
+) -> None:
+    admin = await services.keys.create("root", Role.ADMIN)
+    admin_auth = {"Authorization": f"Bearer {admin.secret}"}
+    target = await services.keys.create("worker")
+    url = f"/v1/keys/{target.key.prefix}/limits"
+    denied = await client.put(url, json={"images_per_minute": 1}, headers=auth)
+    assert denied.status_code == 404
+    ok = await client.put(url, json={"images_per_minute": 1}, headers=admin_auth)
+    assert ok.status_code == 200
+    worker = {"Authorization": f"Bearer {target.secret}"}
+    assert (await _post(client, worker, prompt="first")).status_code == 200
+    assert (await _post(client, worker, prompt="second")).status_code == 429
+    user_limits = await client.put(
+        "/v1/users/worker/limits", json={"budget_usd_day": -1}, headers=admin_auth
+    )
+    assert user_limits.status_code == 400
+    missing = await client.put("/v1/users/nobody/limits", json={}, headers=admin_auth)
+    assert missing.status_code == 404

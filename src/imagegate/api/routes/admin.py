@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from imagegate.api.deps import AdminPrincipal, ServicesDep
-from imagegate.api.schemas import ProviderReportBody
+from imagegate.api.schemas import LimitsBody, ProviderReportBody
+from imagegate.models import Limits
 
 router = APIRouter(prefix="/v1", tags=["Admin"])
 
@@ -16,3 +17,39 @@ router = APIRouter(prefix="/v1", tags=["Admin"])
 async def providers(_: AdminPrincipal, services: ServicesDep) -> ProviderReportBody:
     report = services.providers.report()
     return ProviderReportBody(providers=report.providers, targets=report.targets)
+
+
+def _limits(body: LimitsBody) -> Limits:
+    def micro(usd: float | None) -> int | None:
+        return None if usd is None else round(usd * 1_000_000)
+
+    return Limits(
+        micro(body.budget_usd_day),
+        micro(body.budget_usd_month),
+        body.images_per_minute,
+        body.images_per_day,
+    )
+
+
+@router.put(
+    "/keys/{prefix}/limits",
+    response_model=LimitsBody,
+    summary="Set an API key's budgets and quotas (omitted or null = unlimited)",
+)
+async def set_key_limits(
+    prefix: str, body: LimitsBody, _: AdminPrincipal, services: ServicesDep
+) -> LimitsBody:
+    await services.keys.set_limits(prefix, _limits(body))
+    return body
+
+
+@router.put(
+    "/users/{name}/limits",
+    response_model=LimitsBody,
+    summary="Set a user's budgets and quotas, shared by all their keys",
+)
+async def set_user_limits(
+    name: str, body: LimitsBody, _: AdminPrincipal, services: ServicesDep
+) -> LimitsBody:
+    await services.keys.set_user_limits(name, _limits(body))
+    return body
