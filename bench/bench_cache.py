@@ -26,7 +26,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.processes import ServerProcess, environment, free_port, run_cli
+from tests.support.processes import free_port, openai_provider, start_gateways
 
 from bench.bench_overhead import start_fake
 from bench.wrk import post_script, run_wrk
@@ -97,17 +97,8 @@ def main() -> None:
     fake = start_fake(fake_port)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            config = Path(tmp) / "imagegate.yaml"
-            provider = {"kind": "openai", "api_key": "test-key",
-                        "base_url": f"http://127.0.0.1:{fake_port}/v1"}  # fmt: skip
-            config.write_text(json.dumps({"providers": {"openai": provider}}))
-            env = {"IMAGEGATE_CONFIG_FILE": str(config)}
-            data_dir = Path(tmp) / "data"
-            key = run_cli(
-                "keys", "create", "--name", "bench", data_dir=data_dir,
-                env=environment(data_dir, **env),
-            ).stdout.strip()  # fmt: skip
-            server = ServerProcess(data_dir, env=env).start()
+            fake_url = f"http://127.0.0.1:{fake_port}"
+            (server,), key = start_gateways(Path(tmp), {"providers": openai_provider(fake_url)})
             try:
                 url = f"{server.base_url}/v1/images/generations"
                 script = post_script(Path(tmp), key, json.dumps({**BASE, "prompt": "hit me"}))

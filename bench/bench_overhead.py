@@ -22,7 +22,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.processes import ServerProcess, environment, free_port, run_cli
+from tests.support.processes import free_port, openai_provider, start_gateways
 
 from bench.wrk import post_script, run_wrk
 
@@ -57,23 +57,12 @@ def main() -> None:
     fake_port = free_port()
     fake = start_fake(fake_port)
     with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "imagegate.yaml"
-        config.write_text(
-            json.dumps(
-                {"providers": {"openai": {"kind": "openai", "api_key": "test-key",
-                                          "base_url": f"http://127.0.0.1:{fake_port}/v1"}}}
-            )
-        )  # fmt: skip
-        env = {"IMAGEGATE_CONFIG_FILE": str(config)}
-        data_dir = Path(tmp) / "data"
-        key = run_cli(
-            "keys", "create", "--name", "bench", data_dir=data_dir,
-            env=environment(data_dir, **env),
-        ).stdout.strip()  # fmt: skip
-        server = ServerProcess(data_dir, env=env).start()
+        fake_url = f"http://127.0.0.1:{fake_port}"
+        (server,), key = start_gateways(Path(tmp), {"providers": openai_provider(fake_url)})
         try:
-            body = json.dumps({**BODY, "response_format": "url"})
-            gateway_script = post_script(Path(tmp), key, body)
+            # A new prompt per request: every one misses the cache and calls the provider.
+            body = json.dumps({**BODY, "prompt": "a red fox UNIQUE", "response_format": "url"})
+            gateway_script = post_script(Path(tmp), key, body, unique_marker="UNIQUE")
             direct_script = post_script(Path(tmp), "test-key", json.dumps(BODY))
             gateway_url = f"{server.base_url}/v1/images/generations"
             direct_url = f"http://127.0.0.1:{fake_port}/v1/images/generations"

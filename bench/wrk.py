@@ -40,8 +40,26 @@ def run_wrk(url: str, script: Path, concurrency: int, duration: int) -> dict[str
     }
 
 
-def post_script(folder: Path, key: str, body: str) -> Path:
-    """A wrk Lua script that POSTs ``body`` as JSON with ``Authorization: Bearer key``."""
-    script = folder / f"post-{abs(hash((key, body)))}.lua"
-    script.write_text(_LUA.format(key=key, body=body))
+_UNIQUE = """
+local counter = 0
+local thread_tag = tostring(math.random(1, 1000000000))
+request = function()
+  counter = counter + 1
+  local body = string.gsub('{body}', "@N@", thread_tag .. "-" .. counter)
+  return wrk.format(nil, nil, nil, body)
+end
+"""
+
+
+def post_script(folder: Path, key: str, body: str, unique_marker: str | None = None) -> Path:
+    """A wrk Lua script that POSTs ``body`` as JSON with ``Authorization: Bearer key``.
+
+    With ``unique_marker``, that text in the body is replaced by a fresh value per request (per
+    wrk thread and counter), so no two requests are identical: every one is a cache miss.
+    """
+    script = folder / f"post-{abs(hash((key, body, unique_marker)))}.lua"
+    text = _LUA.format(key=key, body=body)
+    if unique_marker is not None:
+        text += _UNIQUE.replace("{body}", body.replace(unique_marker, "@N@"))
+    script.write_text(text)
     return script

@@ -17,7 +17,7 @@ from imagegate.db.cache import SqlCacheRepository
 from imagegate.db.engine import (
     AsyncTransactions,
     SqlDatabase,
-    SqliteWriterThread,
+    SqliteThread,
     create_engine,
     is_sqlite,
     upgrade_to_head,
@@ -28,6 +28,8 @@ from imagegate.db.idempotency import SqlIdempotencyRepository
 from imagegate.db.keys import SqlKeyRepository
 from imagegate.db.usage import SqlUsageRepository
 from imagegate.errors import ConfigurationError
+from imagegate.limits.base import RateLimiter
+from imagegate.limits.memory import MemoryRateLimiter
 from imagegate.providers.assembly import build_router
 from imagegate.providers.http import new_client
 from imagegate.services.budgets import BudgetService
@@ -37,8 +39,10 @@ from imagegate.services.health import HealthService
 from imagegate.services.idempotency import IdempotencyService
 from imagegate.services.images import ImageFileService
 from imagegate.services.keys import KeyService
+from imagegate.services.lanes import ModelLanes
 from imagegate.services.providers import ProviderStatusService
 from imagegate.services.single_flight import SingleFlight
+from imagegate.services.traffic import TrafficService
 from imagegate.services.usage import UsageService
 from imagegate.settings import Settings
 from imagegate.storage.base import BlobStore
@@ -57,6 +61,8 @@ class Services:
     usage: UsageService
     providers: ProviderStatusService
     idempotency: IdempotencyService
+    traffic: TrafficService
+    lanes: ModelLanes
 
 
 def _build_blob_store(settings: Settings) -> BlobStore:
@@ -76,6 +82,14 @@ def _semantic_index(settings: Settings) -> SemanticIndex | None:
     return MiniLMIndex(settings.cache.semantic_threshold)
 
 
+def _rate_limiter(settings: Settings) -> RateLimiter:
+    if settings.redis_url is None:
+        return MemoryRateLimiter()
+    from imagegate.limits.redis import RedisRateLimiter  # the redis client only when asked for
+
+    return RedisRateLimiter(settings.redis_url)
+
+
 @asynccontextmanager
 async def build_services(settings: Settings) -> AsyncIterator[Services]:
     blobs = _build_blob_store(settings)
@@ -87,19 +101,39 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         raise
     router = assembly.router
     engine = create_engine(settings.database_url, settings.database)
+    sqlite = is_sqlite(settings.database_url)
     transactions = (
-        SqliteWriterThread(settings.database_url, settings.database)
-        if is_sqlite(settings.database_url)
+        SqliteThread(settings.database_url, settings.database, "writer")
+        if sqlite
+        else AsyncTransactions(engine)
+    )
+    reads = (
+        SqliteThread(settings.database_url, settings.database, "reader")
+        if sqlite
         else AsyncTransactions(engine)
     )
     generation_records = SqlGenerationRepository(engine, transactions.run)
     budgets = BudgetService(SqlBudgetRepository(engine, transactions.run))
     cache = ResultCache(
-        SqlCacheRepository(engine),
+        SqlCacheRepository(reads.run),
         MemoryCache(settings.cache.memory_entries, settings.cache.memory_seconds),
         enabled=settings.cache.enabled,
         ttl_seconds=settings.cache.ttl_seconds,
         per_user=settings.cache.scope == "user",
+    )
+    limiter = _rate_limiter(settings)
+    traffic = TrafficService(
+        limiter,
+        requests_per_minute=settings.limits.requests_per_minute,
+        images_per_minute=settings.limits.images_per_minute,
+    )
+    lanes = ModelLanes(
+        limiter,
+        capacity=router.capacity,
+        concurrent_generations=settings.limits.concurrent_generations,
+        max_waiting=settings.limits.queue_size,
+        max_waiting_per_key=settings.limits.queue_size_per_key,
+        slot_seconds=settings.resilience.deadline_seconds + 60,
     )
     generations = GenerationService(
         router,
@@ -113,6 +147,8 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
             lease_seconds=settings.cache.flight_lease_seconds,
         ),
         budgets,
+        traffic,
+        lanes,
         default_model=settings.default_model,
         max_pixels=settings.max_image_pixels,
         semantic=_semantic_index(settings),
@@ -134,11 +170,16 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
                 ttl_seconds=settings.idempotency_ttl_seconds,
                 wait_seconds=settings.resilience.deadline_seconds,
             ),
+            traffic=traffic,
+            lanes=lanes,
         )
     finally:
         await generations.flush()
         await generation_records.aclose()
         await transactions.aclose()
+        await reads.aclose()
+        await lanes.aclose()
+        await traffic.aclose()
         await router.aclose()
         await http_client.aclose()
         await engine.dispose()

@@ -11,6 +11,8 @@
     │   └── ModelNotFound               404 model_not_found
     ├── IdempotencyKeyInUse             409 idempotency_key_in_use  (carries retry_after)
     ├── RateLimited                     429 rate_limit_exceeded     (carries retry_after)
+    │   ├── ConcurrencyLimitExceeded    429 concurrency_limit_exceeded (key's line full)
+    │   ├── QueueFull                   429 queue_full              (the model's line is full)
     │   ├── BudgetExceeded              429 budget_exceeded         (USD per day or month)
     │   └── QuotaExceeded               429 quota_exceeded          (images per minute or day)
     ├── ProviderError                   502 upstream_error          (retryable unless noted)
@@ -19,6 +21,7 @@
     │   ├── ProviderUnavailable         503 upstream_unavailable    (breaker open, no target left)
     │   └── ProviderRejected            502 upstream_rejected       (not retried; next target tried)
     │       └── ProviderBadRequest      400 upstream_invalid_request (final: no retry, no fallback)
+    ├── RequestAbandoned                499 client_closed_request   (the caller left while queued)
     ├── Unavailable                     503 service_unavailable     (database or storage down)
     │   └── StorageError                507 storage_error
     └── ConfigurationError              --- invalid_setting         (at start-up: exit code 2)
@@ -128,6 +131,18 @@ class RateLimited(ImagegateError):
     retryable = True
 
 
+class ConcurrencyLimitExceeded(RateLimited):
+    """The key runs as many generations as it may and has as many more waiting as it may."""
+
+    code = "concurrency_limit_exceeded"
+
+
+class QueueFull(RateLimited):
+    """The model's line is as long as it may be: refused at once rather than left to hang."""
+
+    code = "queue_full"
+
+
 class BudgetExceeded(RateLimited):
     """The key's or user's spending limit for the period would be passed."""
 
@@ -184,6 +199,14 @@ class ProviderBadRequest(ProviderRejected):
     type = "invalid_request_error"
     code = "upstream_invalid_request"
     fallback = False
+
+
+class RequestAbandoned(ImagegateError):
+    """The caller went away (or canceled) before its request left the line; nobody reads this."""
+
+    status = 499
+    type = "invalid_request_error"
+    code = "client_closed_request"
 
 
 class Unavailable(ImagegateError):

@@ -112,6 +112,17 @@ NO_LIMITS = Limits()
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimits:
+    """A key's own traffic limits; None = the configured default, 0 = unlimited."""
+
+    requests_per_minute: int | None = None
+    concurrent_generations: int | None = None
+
+
+DEFAULT_RATE_LIMITS = RateLimits()
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
     """Who is asking: the owner of the API key (or the local CLI user)."""
 
@@ -121,6 +132,7 @@ class Principal:
     key_id: str | None = None
     key_limits: Limits = NO_LIMITS
     user_limits: Limits = NO_LIMITS
+    rate_limits: RateLimits = DEFAULT_RATE_LIMITS
 
     @property
     def is_admin(self) -> bool:
@@ -274,6 +286,7 @@ class ApiKey:
     revoked_at: datetime | None = None
     limits: Limits = NO_LIMITS
     user_limits: Limits = NO_LIMITS
+    rate_limits: RateLimits = DEFAULT_RATE_LIMITS
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +307,15 @@ class CacheEntry:
     scope: str
     cache_key: str
     expires_at: datetime | None
+
+
+class ClaimOutcome(enum.StrEnum):
+    CLAIMED = "claimed"
+    """This request generates; the others wait for it."""
+    HELD = "held"
+    """Another request (perhaps in another process) is generating it."""
+    CACHED = "cached"
+    """It was generated in the meantime: the cache has it."""
 
 
 @dataclass(frozen=True, slots=True)

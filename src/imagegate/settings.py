@@ -92,6 +92,12 @@ class RouteSettings(BaseModel):
         default="fallback",
         description="fallback: first target first; weighted: spread first attempts by weight.",
     )
+    concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="Requests of this model running at once per process; more wait in its "
+        "queue. Default: the first target's provider max_concurrency.",
+    )
 
 
 class ResilienceSettings(BaseModel):
@@ -151,6 +157,32 @@ class CacheSettings(BaseModel):
     )
 
 
+class TrafficSettings(BaseModel):
+    """Per-key traffic limits (moving one-minute windows); 0 or null = unlimited. A key's own
+    ``requests_per_minute`` / ``concurrent_generations`` columns override these."""
+
+    requests_per_minute: int | None = Field(
+        default=600, ge=0, description="Requests per key per minute on the image routes."
+    )
+    images_per_minute: int | None = Field(
+        default=120, ge=0, description="Images asked for (n) per key per minute, moving window."
+    )
+    concurrent_generations: int | None = Field(
+        default=2,
+        ge=0,
+        description="Generations per key calling a provider at once; more wait their turn in "
+        "the model's queue.",
+    )
+    queue_size: int = Field(
+        default=200, ge=0, description="Requests waiting per model and process; more get 429."
+    )
+    queue_size_per_key: int = Field(
+        default=100,
+        ge=0,
+        description="Requests of one key waiting per model and process; more get 429.",
+    )
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -192,11 +224,17 @@ class Settings(BaseSettings):
         description="YAML file with providers, models and routes; default ./imagegate.yaml "
         "if it exists. Values may use ${ENV_VAR}.",
     )
+    redis_url: str | None = Field(
+        default=None,
+        description="redis://host:6379/0: share rate limits between replicas (needs the "
+        "`redis` extra); default: in this process's memory.",
+    )
     database: DatabaseSettings = DatabaseSettings()
     storage: StorageSettings = StorageSettings()
     server: ServerSettings = ServerSettings()
     resilience: ResilienceSettings = ResilienceSettings()
     cache: CacheSettings = CacheSettings()
+    limits: TrafficSettings = TrafficSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     models: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Catalogue entries added or replaced by name."

@@ -35,6 +35,7 @@ def _settings(tmp_path: Path, url: str, database_url: str) -> Settings:
         database=DatabaseSettings(url=database_url),
         providers={"openai": {"kind": "openai", "base_url": f"{url}/v1", "api_key": "test-key"}},
         resilience={"max_attempts": 1},
+        limits={"images_per_minute": 0},  # budgets under test, not the traffic window
     )  # type: ignore[arg-type]
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from imagegate.db.engine import create_engine, current_revision, upgrade_to_head
+from imagegate.db.engine import create_engine, current_revision, head_revision, upgrade_to_head
 from imagegate.db.tables import metadata
 from imagegate.settings import DatabaseSettings
+
+VERSIONS = Path(__file__).parents[2] / "src/imagegate/db/migrations/versions"
 
 
 async def test_upgrade_matches_the_declared_schema_and_is_idempotent(database_url: str) -> None:
@@ -16,7 +20,8 @@ async def test_upgrade_matches_the_declared_schema_and_is_idempotent(database_ur
         assert await current_revision(engine) is None
         await upgrade_to_head(engine)
         await upgrade_to_head(engine)
-        assert await current_revision(engine) == "0003"
+        assert await current_revision(engine) == head_revision()
+        assert head_revision() == max(p.stem.split("_")[0] for p in VERSIONS.glob("0*.py"))
         async with engine.connect() as conn:
             diff = await conn.run_sync(
                 lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)

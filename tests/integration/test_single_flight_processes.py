@@ -4,7 +4,6 @@ on SQLite (one file) and on PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import httpx
 import pytest
 from tests.fakes.openai import build_openai_fake
 from tests.fakes.server import FakeServer, FakeState, Fault
-from tests.support.processes import ServerProcess, environment, run_cli
+from tests.support.processes import openai_provider, start_gateways
 
 BODY = {"model": "gpt-image-1", "prompt": "one fox for everyone", "size": "1024x1024",
         "quality": "low"}  # fmt: skip
@@ -26,30 +25,16 @@ def upstream() -> Iterator[tuple[FakeState, str]]:
         yield state, server.base_url
 
 
-def _gateways(
-    tmp_path: Path, upstream_url: str, database_url: str
-) -> tuple[list[ServerProcess], str]:
-    config = tmp_path / "imagegate.yaml"
-    config.write_text(
-        json.dumps(
-            {"providers": {"openai": {"kind": "openai", "api_key": "test-key",
-                                      "base_url": f"{upstream_url}/v1"}}}
-        )
-    )  # fmt: skip
-    env = {"IMAGEGATE_CONFIG_FILE": str(config), "IMAGEGATE_DATABASE__URL": database_url}
-    data_dir = tmp_path / "shared-data"
-    created = run_cli("keys", "create", "--name", "sf", data_dir=data_dir,
-                      env=environment(data_dir, **env))  # fmt: skip
-    assert created.returncode == 0, created.stderr
-    servers = [ServerProcess(data_dir, env=env).start() for _ in range(2)]
-    return servers, created.stdout.strip()
-
-
 async def test_fifty_identical_requests_over_two_processes_make_one_call(
     tmp_path: Path, upstream: tuple[FakeState, str], database_url: str
 ) -> None:
     state, upstream_url = upstream
-    servers, key = _gateways(tmp_path, upstream_url, database_url)
+    servers, key = start_gateways(
+        tmp_path,
+        {"providers": openai_provider(upstream_url)},
+        count=2,
+        IMAGEGATE_DATABASE__URL=database_url,
+    )
     try:
         async with httpx.AsyncClient(timeout=60) as client:
             responses = await asyncio.gather(

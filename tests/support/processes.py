@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -83,3 +84,25 @@ class ServerProcess:
                 self._process.kill()
                 self._process.wait()
         self._process = None
+
+
+def start_gateways(
+    folder: Path, config: dict[str, object], count: int = 1, **env: str
+) -> tuple[list[ServerProcess], str]:
+    """``count`` gateway processes sharing one data dir and ``config`` (written as
+    imagegate.yaml), and a fresh API key for them."""
+    config_file = folder / "imagegate.yaml"
+    config_file.write_text(json.dumps(config))  # JSON is YAML
+    env = {"IMAGEGATE_CONFIG_FILE": str(config_file), **env}
+    data_dir = folder / "data"
+    created = run_cli("keys", "create", "--name", "gateway", data_dir=data_dir,
+                      env=environment(data_dir, **env))  # fmt: skip
+    if created.returncode != 0:
+        raise RuntimeError(f"could not create a key:\n{created.stderr}")
+    servers = [ServerProcess(data_dir, env=env).start() for _ in range(count)]
+    return servers, created.stdout.strip()
+
+
+def openai_provider(base_url: str) -> dict[str, object]:
+    """imagegate.yaml's ``providers`` pointing ``openai`` at a fake at ``base_url``."""
+    return {"openai": {"kind": "openai", "api_key": "test-key", "base_url": f"{base_url}/v1"}}

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from imagegate import __version__
 from imagegate.api.errors import install_error_handlers
 from imagegate.api.idempotency import IdempotencyMiddleware
+from imagegate.api.rate_limits import RateLimitHeadersMiddleware
 from imagegate.api.request_id import RequestIdMiddleware
 from imagegate.api.routes import admin, files, health, models, openai_images, usage
 from imagegate.container import Services, build_services
@@ -43,6 +44,7 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
         app.state.services = services
     install_error_handlers(app)
     app.add_middleware(IdempotencyMiddleware)  # added first = inside: replays get their own id
+    app.add_middleware(RateLimitHeadersMiddleware)  # outside replays: no stale counts
     app.add_middleware(RequestIdMiddleware)
     for module in (openai_images, models, admin, files, health, usage):
         app.include_router(module.router)

@@ -3,12 +3,33 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from imagegate.models import GenerationRequest, InputImage, OutputFormat, ResponseFormat
 from imagegate.services.usage import UsageGrouping
+
+
+def _generation_request(
+    body: CreateImageRequest | CreateImageEditForm, **specific: Any
+) -> GenerationRequest:
+    """The fields generations and edits share, plus what only one of them has."""
+    return GenerationRequest(
+        prompt=body.prompt,
+        model=body.model,
+        n=body.n,
+        size=body.size,
+        quality=body.quality,
+        background=body.background,
+        output_format=OutputFormat(body.output_format) if body.output_format else None,
+        output_compression=body.output_compression,
+        response_format=ResponseFormat(body.response_format or ResponseFormat.URL),
+        seed=body.seed,
+        user=body.user,
+        negative_prompt=body.negative_prompt,
+        **specific,
+    )
 
 
 class CreateImageRequest(BaseModel):
@@ -45,21 +66,7 @@ class CreateImageRequest(BaseModel):
     )
 
     def to_domain(self) -> GenerationRequest:
-        return GenerationRequest(
-            prompt=self.prompt,
-            model=self.model,
-            n=self.n,
-            size=self.size,
-            quality=self.quality,
-            style=self.style,
-            background=self.background,
-            output_format=OutputFormat(self.output_format) if self.output_format else None,
-            output_compression=self.output_compression,
-            response_format=ResponseFormat(self.response_format or ResponseFormat.URL),
-            seed=self.seed,
-            user=self.user,
-            negative_prompt=self.negative_prompt,
-        )
+        return _generation_request(self, style=self.style)
 
 
 class CreateImageEditForm(BaseModel):
@@ -90,23 +97,7 @@ class CreateImageEditForm(BaseModel):
     cache: Literal["default", "refresh", "bypass"] | None = None
 
     def to_domain(self, images: list[InputImage], mask: InputImage | None) -> GenerationRequest:
-        return GenerationRequest(
-            prompt=self.prompt,
-            model=self.model,
-            n=self.n,
-            size=self.size,
-            quality=self.quality,
-            background=self.background,
-            output_format=OutputFormat(self.output_format) if self.output_format else None,
-            output_compression=self.output_compression,
-            response_format=ResponseFormat(self.response_format or ResponseFormat.URL),
-            seed=self.seed,
-            user=self.user,
-            negative_prompt=self.negative_prompt,
-            images=tuple(images),
-            mask=mask,
-            strength=self.strength,
-        )
+        return _generation_request(self, images=tuple(images), mask=mask, strength=self.strength)
 
 
 class ImageRef(BaseModel):

@@ -13,6 +13,7 @@ from imagegate.models import (
     BudgetCounter,
     CachedResult,
     CacheEntry,
+    ClaimOutcome,
     FlightClaim,
     FlightState,
     Generation,
@@ -79,10 +80,17 @@ class FlightRepository(Protocol):
     """Cross-process single-flight: one row per request key being generated somewhere."""
 
     async def claim(
-        self, scope: str, cache_key: str, owner: str, expires_at: datetime, since: datetime
-    ) -> bool:
-        """Become the one generating ``cache_key``: True if no live claim exists, or the
-        existing one expired or failed before ``since``; False if someone else holds it."""
+        self,
+        scope: str,
+        cache_key: str,
+        owner: str,
+        expires_at: datetime,
+        since: datetime | None,
+    ) -> ClaimOutcome:
+        """Become the one generating ``cache_key`` (CLAIMED) if the cache does not have it
+        (CACHED) and no live claim exists, or the existing one expired or failed before
+        ``since``; HELD if someone else holds it. One transaction. ``since`` None: a refresh,
+        which ignores the cache (and takes over failed claims)."""
         ...
 
     async def extend(

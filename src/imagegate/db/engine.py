@@ -76,19 +76,21 @@ class AsyncTransactions:
         return None
 
 
-class SqliteWriterThread:
-    """SQLite writes on one thread with its own connection: a whole transaction costs one hop.
+class SqliteThread:
+    """SQLite work on one thread with its own connection: a whole transaction costs one hop.
 
-    Through aiosqlite each statement, the BEGIN and the COMMIT are separate trips to its thread;
-    batched generation records need five of them. SQLite has a single writer anyway, so one
-    dedicated thread loses nothing and readers keep using the async engine (WAL).
+    Through aiosqlite each statement, the BEGIN, the COMMIT and each fetch are separate trips
+    to its thread. imagegate keeps two of these: the writer (SQLite has a single writer anyway,
+    so one thread loses nothing; batched records need one hop) and a reader for the lookups on
+    the request path (the cache index, in-flight claims), which WAL lets run beside the writer.
+    Other reads keep using the async engine.
     """
 
-    def __init__(self, url: str, settings: DatabaseSettings) -> None:
+    def __init__(self, url: str, settings: DatabaseSettings, name: str) -> None:
         sync_url = make_url(url).set(drivername="sqlite")
         self._engine = sa.create_engine(sync_url, echo=settings.echo, pool_size=1, max_overflow=0)
         event.listen(self._engine, "connect", _tune_sqlite)
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-{name}")
 
     def _in_transaction(self, work: Callable[[Connection], T]) -> T:
         with self._engine.begin() as conn:
@@ -164,6 +166,17 @@ async def upgrade_to_head(engine: AsyncEngine) -> None:
     """Apply every pending migration (idempotent)."""
     async with engine.begin() as conn:
         await conn.run_sync(lambda sync: command.upgrade(_alembic_config(sync), "head"))
+
+
+def head_revision() -> str:
+    """The newest migration shipped with this version of imagegate."""
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

@@ -10,6 +10,7 @@ SQLite is the single writer thread.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -17,14 +18,54 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from imagegate.db.engine import TransactionRunner
-from imagegate.db.tables import flights
-from imagegate.models import FlightState
+from imagegate.db.tables import cache_entries, flights
+from imagegate.models import ClaimOutcome, FlightState
+
+_NOW = sa.bindparam("p_now", type_=sa.DateTime(timezone=True))
+_SAME_KEY = sa.and_(
+    flights.c.scope == sa.bindparam("p_scope"), flights.c.cache_key == sa.bindparam("p_cache_key")
+)
+# Built once: on the request path, building the statements each time cost more than running them.
+_CACHED = sa.select(cache_entries.c.generation_id).where(
+    cache_entries.c.scope == sa.bindparam("p_scope"),
+    cache_entries.c.cache_key == sa.bindparam("p_cache_key"),
+    sa.or_(cache_entries.c.expires_at.is_(None), cache_entries.c.expires_at > _NOW),
+)
+_TAKE_OVER = (
+    flights.update()
+    .where(
+        _SAME_KEY,
+        sa.or_(
+            flights.c.expires_at < _NOW,
+            sa.and_(
+                flights.c.failed_at.is_not(None),
+                flights.c.failed_at < sa.bindparam("p_since", type_=sa.DateTime(timezone=True)),
+            ),
+        ),
+    )
+    .values(
+        owner=sa.bindparam("p_owner"),
+        expires_at=sa.bindparam("p_expires_at"),
+        failed_at=None,
+        error_code=None,
+        error_message=None,
+    )
+)
+_INSERT_VALUES: dict[str, sa.BindParameter[Any]] = {
+    "scope": sa.bindparam("p_scope"),
+    "cache_key": sa.bindparam("p_cache_key"),
+    "owner": sa.bindparam("p_owner"),
+    "expires_at": sa.bindparam("p_expires_at"),
+}
+_INSERTS = {
+    "postgresql": postgresql.insert(flights).values(_INSERT_VALUES).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(flights).values(_INSERT_VALUES).on_conflict_do_nothing(),
+}
 
 
 def _insert_if_absent(conn: Connection) -> sa.Insert:
     """INSERT ... ON CONFLICT DO NOTHING: the row count says whether this claim won."""
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    return dialect_insert(flights).on_conflict_do_nothing()
+    return _INSERTS["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
 
 
 def _where(scope: str, cache_key: str) -> sa.ColumnElement[bool]:
@@ -37,33 +78,25 @@ class SqlFlightRepository:
         self._writes = writes
 
     async def claim(
-        self, scope: str, cache_key: str, owner: str, expires_at: datetime, since: datetime
-    ) -> bool:
-        def attempt(conn: Connection) -> bool:
-            now = datetime.now(UTC)
-            taken = conn.execute(
-                flights.update()
-                .where(
-                    _where(scope, cache_key),
-                    sa.or_(
-                        flights.c.expires_at < now,
-                        sa.and_(flights.c.failed_at.is_not(None), flights.c.failed_at < since),
-                    ),
-                )
-                .values(
-                    owner=owner,
-                    expires_at=expires_at,
-                    failed_at=None,
-                    error_code=None,
-                    error_message=None,
-                )
-            )
-            if taken.rowcount:
-                return True
-            insert = _insert_if_absent(conn).values(
-                scope=scope, cache_key=cache_key, owner=owner, expires_at=expires_at
-            )
-            return bool(conn.execute(insert).rowcount)
+        self,
+        scope: str,
+        cache_key: str,
+        owner: str,
+        expires_at: datetime,
+        since: datetime | None,
+    ) -> ClaimOutcome:
+        now = datetime.now(UTC)
+        key = {"p_scope": scope, "p_cache_key": cache_key}
+        take = {**key, "p_owner": owner, "p_expires_at": expires_at, "p_now": now,
+                "p_since": since or now}  # fmt: skip
+
+        def attempt(conn: Connection) -> ClaimOutcome:
+            if since is not None and conn.execute(_CACHED, {**key, "p_now": now}).first():
+                return ClaimOutcome.CACHED  # finished since this request last looked
+            if conn.execute(_TAKE_OVER, take).rowcount:
+                return ClaimOutcome.CLAIMED
+            inserted = conn.execute(_insert_if_absent(conn), take).rowcount
+            return ClaimOutcome.CLAIMED if inserted else ClaimOutcome.HELD
 
         return await self._writes(attempt)
 
@@ -102,9 +135,12 @@ class SqlFlightRepository:
         )
 
 
+_RELEASE = flights.delete().where(_SAME_KEY, flights.c.owner == sa.bindparam("p_owner"))
+
+
 def release_flight(conn: Connection, scope: str, cache_key: str, owner: str) -> None:
     """End a claim (used inside the generation's own transaction on success)."""
-    conn.execute(flights.delete().where(_where(scope, cache_key), flights.c.owner == owner))
+    conn.execute(_RELEASE, {"p_scope": scope, "p_cache_key": cache_key, "p_owner": owner})
 
 
 def _aware(value: datetime) -> datetime:

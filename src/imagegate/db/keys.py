@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from imagegate.db.tables import api_keys, users
-from imagegate.models import ApiKey, Limits, Role, new_id
+from imagegate.models import ApiKey, Limits, RateLimits, Role, new_id
 
 LIMIT_NAMES = (
     "budget_micro_usd_day",
@@ -21,6 +21,8 @@ LIMIT_NAMES = (
 _KEY_COLUMNS = (
     *(api_keys.c[name].label(f"key_{name}") for name in LIMIT_NAMES),
     *(users.c[name].label(f"user_{name}") for name in LIMIT_NAMES),
+    api_keys.c.requests_per_minute,
+    api_keys.c.concurrent_generations,
     api_keys.c.id,
     api_keys.c.user_id,
     users.c.name.label("user_name"),
@@ -45,6 +47,7 @@ def _to_key(row: sa.Row[tuple[object, ...]]) -> ApiKey:
         revoked_at=m["revoked_at"],
         limits=Limits(*(m[f"key_{name}"] for name in LIMIT_NAMES)),
         user_limits=Limits(*(m[f"user_{name}"] for name in LIMIT_NAMES)),
+        rate_limits=RateLimits(m["requests_per_minute"], m["concurrent_generations"]),
     )
 
 

@@ -55,6 +55,9 @@ api_keys = sa.Table(
             "images_per_day",
         )
     ),
+    # traffic limits (services/traffic.py): NULL = the configured default, 0 = unlimited
+    sa.Column("requests_per_minute", sa.Integer, nullable=True),
+    sa.Column("concurrent_generations", sa.Integer, nullable=True),
 )
 
 generations = sa.Table(

@@ -20,6 +20,9 @@ from imagegate.providers.http import UpstreamClient
 from imagegate.providers.router import RetryPolicy, Route, Router
 from imagegate.settings import ProviderSettings, Settings
 
+BUILTIN_CONCURRENCY = 4
+"""The built-in renderer draws on this machine's CPU: more at once only adds latency."""
+
 Factory = Callable[[str, ProviderSettings, UpstreamClient], ImageProvider]
 
 
@@ -111,7 +114,12 @@ def _configured_routes(
             if provider in available:
                 targets.append(Target(spec, provider, step.params, step.weight))
         if targets:
-            routes[name] = Route(name, tuple(targets), weighted=route.strategy == "weighted")
+            routes[name] = Route(
+                name,
+                tuple(targets),
+                weighted=route.strategy == "weighted",
+                concurrency=route.concurrency,
+            )
     return routes
 
 
@@ -147,5 +155,11 @@ def build_router(settings: Settings, client: UpstreamClient) -> Assembly:
             window=policy.breaker_window,
             open_seconds=policy.breaker_open_seconds,
         ),
+        concurrency={
+            name: settings.providers[name].max_concurrency
+            if name in settings.providers
+            else BUILTIN_CONCURRENCY
+            for name in providers
+        },
     )
     return Assembly(router=router, provider_status=status)

@@ -43,6 +43,10 @@ class ModelRouter(Protocol):
         """Make the images; every upstream call is appended to ``attempts``, even on failure."""
         ...
 
+    def capacity(self, name: str) -> int:
+        """How many requests for public model ``name`` may run at once in this process."""
+        ...
+
     def breaker_states(self) -> dict[str, str]:
         """Circuit state (closed, open, half_open) of every route target, by target name."""
         ...

@@ -41,6 +41,8 @@ from imagegate.models import Attempt, NormalizedRequest, ProviderResult
 from imagegate.providers.base import ImageProvider
 from imagegate.providers.breaker import BreakerPolicy, BreakerState, CircuitBreaker
 
+DEFAULT_PROVIDER_CONCURRENCY = 10
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
@@ -58,6 +60,9 @@ class Route:
     name: str
     targets: tuple[Target, ...]
     weighted: bool = False
+    concurrency: int | None = None
+    """Requests of this model running at once per process; None: the first target's provider's
+    ``max_concurrency``."""
 
     @property
     def spec(self) -> ModelSpec:
@@ -90,9 +95,15 @@ class Router:
         providers: Mapping[str, ImageProvider],
         retry: RetryPolicy | None = None,
         breaker: BreakerPolicy | None = None,
+        concurrency: Mapping[str, int] | None = None,
     ) -> None:
         self._routes = dict(routes)
         self._providers = dict(providers)
+        self._concurrency = {
+            name: (concurrency or {}).get(name, DEFAULT_PROVIDER_CONCURRENCY) for name in providers
+        }
+        # Upstream calls in flight per provider, across every model and route that uses it.
+        self._gates = {name: asyncio.Semaphore(n) for name, n in self._concurrency.items()}
         self._retry = retry or RetryPolicy()
         breaker_policy = breaker or BreakerPolicy()
         self._breakers = {
@@ -113,6 +124,14 @@ class Router:
                 param="model",
             )
         return route.spec
+
+    def capacity(self, name: str) -> int:
+        route = self._routes.get(name)
+        if route is None:
+            return DEFAULT_PROVIDER_CONCURRENCY
+        if route.concurrency is not None:
+            return route.concurrency
+        return self._concurrency[route.targets[0].provider]
 
     def breaker_states(self) -> dict[str, str]:
         return {name: breaker.state.value for name, breaker in self._breakers.items()}
@@ -214,7 +233,7 @@ class Router:
         breaker = self._breakers[target.name]
         started = time.monotonic()
         try:
-            async with asyncio.timeout(max(0.0, deadline - started)):
+            async with asyncio.timeout(max(0.0, deadline - started)), self._gates[target.provider]:
                 result = await provider.generate(request, target)
         except TimeoutError:
             error: ImagegateError = ProviderError(

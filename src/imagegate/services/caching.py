@@ -53,6 +53,13 @@ class ResultCache:
             self._memory.put(scope, cache_key, found)
         return found
 
+    def remembered(self, scope: str, cache_key: str) -> CachedResult | None:
+        """The memory tier only: what this process made or saw recently."""
+        found = self._memory.get(scope, cache_key)
+        if found is None or (found.expires_at and _aware(found.expires_at) <= datetime.now(UTC)):
+            return None
+        return found
+
     def entry(self, scope: str, cache_key: str) -> CacheEntry | None:
         """The entry to write with a fresh generation, or None when caching is off."""
         if not self.enabled:

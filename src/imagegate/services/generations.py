@@ -40,7 +40,9 @@ from imagegate.models import (
 from imagegate.providers.base import ModelRouter
 from imagegate.services.budgets import BudgetService
 from imagegate.services.caching import CacheMode, ResultCache
+from imagegate.services.lanes import ModelLanes, QueueWatch
 from imagegate.services.single_flight import SingleFlight
+from imagegate.services.traffic import TrafficService
 from imagegate.storage.base import BlobStore, content_key
 from imagegate.storage.images import inspect_upload, prepare
 
@@ -101,6 +103,8 @@ class GenerationService:
         cache: ResultCache,
         flights: SingleFlight,
         budgets: BudgetService,
+        traffic: TrafficService,
+        lanes: ModelLanes,
         *,
         default_model: str,
         max_pixels: int,
@@ -114,6 +118,8 @@ class GenerationService:
         self._cache = cache
         self._flights = flights
         self._budgets = budgets
+        self._traffic = traffic
+        self._lanes = lanes
         self._blobs = blobs
         self._generations = generations
         self._default_model = default_model
@@ -159,15 +165,20 @@ class GenerationService:
         principal: Principal,
         request: GenerationRequest,
         cache_mode: CacheMode = CacheMode.DEFAULT,
+        watch: QueueWatch | None = None,
     ) -> GenerationResult:
+        """Answer ``request``: from the cache, by joining an identical request in flight, or by
+        calling a provider once there is room in the model's line (``watch`` follows it there).
+        """
         if request.images or request.mask:
             request = await self._verified_uploads(request)
         spec, normalized = self.resolve(request)
+        await self._traffic.count_images(principal, normalized.n)
         draft = self._draft(principal, request, spec, normalized)
         started = time.perf_counter()
         if cache_mode is CacheMode.BYPASS or not self._cache.enabled:
             return await self._fresh(
-                principal, draft, spec, normalized, None, None, started, "bypass"
+                principal, draft, spec, normalized, None, None, started, "bypass", watch
             )
         scope = self._cache.scope_for(principal)
         group = self._semantic_group(spec, normalized)
@@ -188,23 +199,28 @@ class GenerationService:
         async def lead(claim: FlightClaim | None) -> GenerationResult:
             nonlocal led
             led = True
-            if cache_mode is CacheMode.DEFAULT:
-                # Look again now that this request leads: an identical one may have finished
-                # between the first look and taking the lead.
-                hit = await self._cache.lookup(scope, draft.cache_key)
+            if cache_mode is CacheMode.DEFAULT and claim is None:
+                # Look again now that this request leads: an identical one in this process may
+                # have finished between the first look and taking the lead (it remembers its
+                # entry before it lets go). A cross-process claim looked in its transaction.
+                hit = self._cache.remembered(scope, draft.cache_key)
                 if hit is not None:
-                    if claim is not None:
-                        await self._flights.release(claim)
                     return await self._reuse(draft, normalized, hit, Outcome.CACHE_HIT, started)
             made = await self._fresh(
-                principal, draft, spec, normalized, entry, claim, started, "miss"
+                principal, draft, spec, normalized, entry, claim, started, "miss", watch
             )
             if group is not None and self._semantic is not None:
                 self._in_background(self._semantic.add(group, normalized.prompt, draft.cache_key))
             return made
 
         try:
-            outcome = await self._flights.run(scope, draft.cache_key, lead, _shared)
+            outcome = await self._flights.run(
+                scope,
+                draft.cache_key,
+                lead,
+                _shared,
+                reuse_cached=cache_mode is CacheMode.DEFAULT,
+            )
         except Exception as exc:
             if not led:  # the leader recorded its own failure; this is a follower's
                 await self._record_failure(draft, exc, started)
@@ -281,8 +297,10 @@ class GenerationService:
         flight: FlightClaim | None,
         started: float,
         cache_status: str,
+        watch: QueueWatch | None,
     ) -> GenerationResult:
-        """Call the provider, store the images, record it all (with its cache entry)."""
+        """Wait for room in the model's line, call the provider, store the images, record it
+        all (with its cache entry)."""
         attempts: list[Attempt] = []
         try:
             reservation = await self._budgets.reserve(
@@ -292,7 +310,8 @@ class GenerationService:
             await self._record_failure(draft, exc, started)
             raise
         try:
-            result = await self._router.generate(spec, normalized, attempts)
+            async with self._lanes.admitted(principal, spec.name, watch):
+                result = await self._router.generate(spec, normalized, attempts)
             delivered = await self._store_all(result.images, normalized)
         except BaseException as exc:
             await asyncio.shield(self._budgets.release(reservation))

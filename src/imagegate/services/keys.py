@@ -128,6 +128,7 @@ class KeyService:
             key_id=key.id,
             key_limits=key.limits,
             user_limits=key.user_limits,
+            rate_limits=key.rate_limits,
         )
         if self._cache_seconds > 0:
             self._verified[digest] = (now + self._cache_seconds, principal)

@@ -15,6 +15,8 @@ from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
 from imagegate.api.deps import CurrentPrincipal, ServicesDep
+from imagegate.api.disconnect import watching_client
+from imagegate.api.rate_limits import AdmittedPrincipal
 from imagegate.api.schemas import (
     CreateImageEditForm,
     CreateImageEditJson,
@@ -89,10 +91,12 @@ def _render(result: GenerationResult) -> Response:
     summary="Create images from a prompt",
 )
 async def create_image(
-    body: CreateImageRequest, request: Request, principal: CurrentPrincipal, services: ServicesDep
+    body: CreateImageRequest, request: Request, principal: AdmittedPrincipal, services: ServicesDep
 ) -> Response:
     mode = cache_mode(request.headers.get("cache-control"), body.cache)
-    return _render(await services.generations.generate(principal, body.to_domain(), mode))
+    async with watching_client(request) as watch:
+        result = await services.generations.generate(principal, body.to_domain(), mode, watch)
+    return _render(result)
 
 
 @router.post(
@@ -144,7 +148,7 @@ async def _upload(value: UploadFile | str, field: str) -> InputImage:
     openapi_extra=edit_form_openapi(),
 )
 async def edit_image(
-    request: Request, principal: CurrentPrincipal, services: ServicesDep
+    request: Request, principal: AdmittedPrincipal, services: ServicesDep
 ) -> Response:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
@@ -160,7 +164,9 @@ async def edit_image(
         )
     generation_request, requested_mode = edit
     mode = cache_mode(request.headers.get("cache-control"), requested_mode)
-    return _render(await services.generations.generate(principal, generation_request, mode))
+    async with watching_client(request) as watch:
+        result = await services.generations.generate(principal, generation_request, mode, watch)
+    return _render(result)
 
 
 def _validated(model: type[T], fields: object) -> T:

@@ -1,0 +1,1 @@
+"""Per-key traffic limits: moving windows and concurrency slots, in memory or in Redis."""

@@ -1,0 +1,79 @@
+"""Traffic limits in Redis, shared by every replica (``IMAGEGATE_REDIS_URL``).
+
+Moving windows are the ``limits`` library's (one Lua script per hit, atomic in Redis).
+Concurrency slots are a sorted set per key of in-flight holders scored by their expiry: one
+Lua script drops expired holders, counts, and adds the new one atomically, so a replica that
+dies mid-generation leaks a slot for ``ttl_seconds`` at most (an INCR/DECR counter would leak it
+for as long as traffic keeps refreshing its TTL). Windows use the replicas' clocks: keep them
+in sync (NTP). Needs the ``redis`` extra: ``pip install 'imagegate[redis]'``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from limits import RateLimitItem, RateLimitItemPerSecond
+
+from imagegate.errors import ConfigurationError
+from imagegate.limits.base import WindowState
+
+try:
+    import redis.asyncio as aioredis
+    from limits.aio.storage import RedisStorage
+    from limits.aio.strategies import MovingWindowRateLimiter
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ConfigurationError(
+        "IMAGEGATE_REDIS_URL needs the redis client: pip install 'imagegate[redis]'",
+        param="IMAGEGATE_REDIS_URL",
+    ) from exc
+
+_ACQUIRE_SLOT = """
+redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[1])
+if redis.call('zcard', KEYS[1]) >= tonumber(ARGV[2]) then
+    return 0
+end
+redis.call('zadd', KEYS[1], ARGV[3], ARGV[4])
+redis.call('expire', KEYS[1], ARGV[5])
+return 1
+"""
+
+
+class RedisRateLimiter:
+    def __init__(self, url: str, prefix: str = "imagegate") -> None:
+        self._pool = aioredis.ConnectionPool.from_url(url)
+        self._redis = aioredis.Redis(connection_pool=self._pool)
+        storage = RedisStorage(
+            f"async+{url}",
+            implementation="redispy",
+            key_prefix=f"{prefix}:window",
+            connection_pool=self._pool,  # type: ignore[arg-type]  # limits under-annotates
+        )
+        self._windows = MovingWindowRateLimiter(storage)
+        self._acquire = self._redis.register_script(_ACQUIRE_SLOT)
+        self._prefix = f"{prefix}:slots"
+        self._items: dict[tuple[int, int], RateLimitItem] = {}
+
+    async def hit(
+        self, key: str, limit: int, cost: int = 1, window_seconds: int = 60
+    ) -> WindowState:
+        item = self._items.get((limit, window_seconds))
+        if item is None:
+            item = self._items[limit, window_seconds] = RateLimitItemPerSecond(
+                limit, window_seconds
+            )
+        admitted = await self._windows.hit(item, key, cost=cost)
+        reset_at, remaining = await self._windows.get_window_stats(item, key)
+        return WindowState(admitted, limit, max(0, remaining), max(0.0, reset_at - time.time()))
+
+    async def acquire_slot(self, key: str, limit: int, holder: str, ttl_seconds: float) -> bool:
+        now = time.time()
+        expire = max(1, int(ttl_seconds) + 1)
+        args: list[float | int | str] = [now, limit, now + ttl_seconds, holder, expire]
+        return bool(await self._acquire(keys=[f"{self._prefix}:{key}"], args=args))
+
+    async def release_slot(self, key: str, holder: str) -> None:
+        await self._redis.zrem(f"{self._prefix}:{key}", holder)
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+        await self._pool.disconnect()
