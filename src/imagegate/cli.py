@@ -8,6 +8,7 @@ settings or arguments.
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
@@ -67,8 +68,15 @@ def _run(work: Callable[[Services], Awaitable[T]], settings: Settings | None = N
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address [default: 127.0.0.1].")] = None,
     port: Annotated[int | None, typer.Option(help="Port [default: 8000].")] = None,
+    no_workers: Annotated[
+        bool,
+        typer.Option(
+            "--no-workers", help="Run no job workers in this process (use `imagegate worker`)."
+        ),
+    ] = False,
 ) -> None:
-    """Apply migrations, print the first admin key if there is none yet, and serve HTTP."""
+    """Apply migrations, print the first admin key if there is none yet, and serve HTTP (with a
+    job worker inside, unless --no-workers)."""
     import uvicorn
 
     from imagegate.api.app import create_app
@@ -82,6 +90,9 @@ def serve(
         update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
     )
     settings = settings.model_copy(update={"server": server})
+    if no_workers:
+        jobs = settings.jobs.model_copy(update={"embedded_workers": False})
+        settings = settings.model_copy(update={"jobs": jobs})
 
     async def start(services: Services) -> tuple[IssuedKey | None, dict[str, str]]:
         issued = await services.keys.ensure_bootstrap_admin()
@@ -104,6 +115,41 @@ def serve(
         access_log=server.access_log,
         log_level="info",
     )
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, help="Jobs run at once [default: IMAGEGATE_JOBS__CONCURRENCY, 8]."),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Lease owner name [default: worker-<random>].")
+    ] = None,
+) -> None:
+    """Run queued jobs until SIGTERM or Ctrl-C, then finish or put back the running ones and
+    exit 0. Run several against one PostgreSQL database to scale out."""
+    from imagegate.queue.worker import Worker
+
+    try:
+        settings = load_settings()
+    except ConfigurationError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2) from None
+    if concurrency is not None:
+        jobs = settings.jobs.model_copy(update={"concurrency": concurrency})
+        settings = settings.model_copy(update={"jobs": jobs})
+
+    async def work(services: Services) -> None:
+        running = Worker.for_services(services, name)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, running.stop)
+        err.print(f"{running.owner}: running up to {settings.jobs.concurrency} jobs at once")
+        await running.run()
+        err.print(f"{running.owner}: stopped")
+
+    _run(work, settings)
 
 
 @app.command()
@@ -158,6 +204,7 @@ def keys_create(
     limits = _limits(budget_usd_day, budget_usd_month, images_per_minute, images_per_day)
     issued = _run(lambda services: services.keys.create(name, role, user, limits))
     typer.echo(issued.secret)
+    err.print(f"webhook signing secret (shown once): {issued.webhook_secret}")
 
 
 @keys_app.command("update")

@@ -32,12 +32,15 @@ from imagegate.limits.base import RateLimiter
 from imagegate.limits.memory import MemoryRateLimiter
 from imagegate.providers.assembly import build_router
 from imagegate.providers.http import new_client
+from imagegate.queue.sql import SqlJobQueue
 from imagegate.services.budgets import BudgetService
 from imagegate.services.caching import ResultCache
 from imagegate.services.generations import GenerationService
 from imagegate.services.health import HealthService
 from imagegate.services.idempotency import IdempotencyService
 from imagegate.services.images import ImageFileService
+from imagegate.services.job_runs import JobRuns
+from imagegate.services.jobs import Broadcast, JobService
 from imagegate.services.keys import KeyService
 from imagegate.services.lanes import ModelLanes
 from imagegate.services.providers import ProviderStatusService
@@ -63,6 +66,8 @@ class Services:
     idempotency: IdempotencyService
     traffic: TrafficService
     lanes: ModelLanes
+    jobs: JobService
+    job_runs: JobRuns
 
 
 def _build_blob_store(settings: Settings) -> BlobStore:
@@ -135,6 +140,8 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         max_waiting_per_key=settings.limits.queue_size_per_key,
         slot_seconds=settings.resilience.deadline_seconds + 60,
     )
+    job_queue = SqlJobQueue(engine, transactions.run)
+    changes = Broadcast()
     generations = GenerationService(
         router,
         blobs,
@@ -154,12 +161,14 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         semantic=_semantic_index(settings),
         semantic_models=frozenset(settings.cache.semantic_models),
     )
+    keys = KeyService(SqlKeyRepository(engine), settings.auth_cache_seconds)
+    jobs = settings.jobs
     try:
         if settings.database.auto_migrate:
             await upgrade_to_head(engine)
         yield Services(
             settings=settings,
-            keys=KeyService(SqlKeyRepository(engine), settings.auth_cache_seconds),
+            keys=keys,
             generations=generations,
             image_files=ImageFileService(blobs),
             health=HealthService(SqlDatabase(engine), blobs),
@@ -172,6 +181,24 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
             ),
             traffic=traffic,
             lanes=lanes,
+            jobs=JobService(
+                job_queue,
+                generations,
+                changes,
+                max_attempts=jobs.max_attempts,
+                batch_concurrency=jobs.batch_concurrency,
+                poll_seconds=jobs.poll_seconds,
+            ),
+            job_runs=JobRuns(
+                job_queue,
+                generations,
+                keys,
+                lanes,
+                changes,
+                lease_seconds=jobs.lease_seconds,
+                retry_base_seconds=jobs.retry_base_seconds,
+                max_rate_limit_wait_seconds=jobs.max_rate_limit_wait_seconds,
+            ),
         )
     finally:
         await generations.flush()

@@ -22,6 +22,7 @@
     │   └── ProviderRejected            502 upstream_rejected       (not retried; next target tried)
     │       └── ProviderBadRequest      400 upstream_invalid_request (final: no retry, no fallback)
     ├── RequestAbandoned                499 client_closed_request   (the caller left while queued)
+    │   └── JobSuperseded               499 job_superseded          (canceled, or lease lost)
     ├── Unavailable                     503 service_unavailable     (database or storage down)
     │   └── StorageError                507 storage_error
     └── ConfigurationError              --- invalid_setting         (at start-up: exit code 2)
@@ -207,6 +208,13 @@ class RequestAbandoned(ImagegateError):
     status = 499
     type = "invalid_request_error"
     code = "client_closed_request"
+
+
+class JobSuperseded(RequestAbandoned):
+    """The job this work was for was canceled, or its lease passed to another worker: the
+    result is discarded (nothing recorded, nothing charged)."""
+
+    code = "job_superseded"
 
 
 class Unavailable(ImagegateError):

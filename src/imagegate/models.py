@@ -349,3 +349,89 @@ class BudgetCounter:
     resets_at: datetime
     micro_usd_limit: int | None
     images_limit: int | None
+
+
+class JobStatus(enum.StrEnum):
+    """A job's whole state machine: queued -> running -> succeeded | failed | canceled.
+
+    A running job whose worker died goes back to running under another worker when its lease
+    expires (``attempts`` grows); one that fails retryably goes back to queued until its
+    attempts are used up.
+    """
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
+
+
+@dataclass(frozen=True, slots=True)
+class JobError:
+    """Why a job failed, in the OpenAI error shape's terms."""
+
+    code: str
+    message: str
+    type: str = "server_error"
+    param: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """An asynchronous generation: a ``GenerationRequest`` waiting in, or done with, the queue."""
+
+    id: str
+    user_id: str
+    key_id: str | None
+    model: str
+    request: GenerationRequest
+    cache_mode: str
+    status: JobStatus
+    created_at: datetime
+    priority: int = 0
+    attempts: int = 0
+    max_attempts: int = 3
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    generation_id: str | None = None
+    error: JobError | None = None
+    webhook_url: str | None = None
+    webhook_events: tuple[str, ...] = ()
+    metadata: dict[str, object] | None = None
+    batch_id: str | None = None
+    cancel_requested: bool = False
+    stage: str | None = None
+    """While running: ``waiting`` (for a place among the model's running requests) or
+    ``generating``."""
+    lease_owner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobLink:
+    """Finishes a job in the same transaction as the generation that answers it, if the
+    worker ``owner`` still holds the job's lease and nobody canceled it."""
+
+    job_id: str
+    owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    id: str
+    user_id: str
+    key_id: str | None
+    created_at: datetime
+    concurrency: int
+    job_ids: tuple[str, ...] = ()
+    metadata: dict[str, object] | None = None
+
+
+def job_id_at(stamp_us: int, prefix: str = "job") -> str:
+    """``job_`` + a creation time in microseconds (hex) + randomness: ids made from increasing
+    stamps sort in creation order, which is the queue's FIFO order and the list's keyset order.
+    """
+    return f"{prefix}_{stamp_us:014x}{os.urandom(5).hex()}"

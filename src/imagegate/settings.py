@@ -183,6 +183,46 @@ class TrafficSettings(BaseModel):
     )
 
 
+class JobSettings(BaseModel):
+    """The jobs API, its durable queue and its workers."""
+
+    embedded_workers: bool = Field(
+        default=True,
+        description="Run workers inside `imagegate serve` (the embedded default); turn off "
+        "when `imagegate worker` processes do the work.",
+    )
+    concurrency: int = Field(default=8, ge=1, description="Jobs one worker process runs at once.")
+    lease_seconds: float = Field(
+        default=30.0,
+        ge=2,
+        description="A running job whose worker stops renewing its lease this long is run again.",
+    )
+    poll_seconds: float = Field(
+        default=0.5, gt=0, description="How often an idle worker looks for new jobs."
+    )
+    max_attempts: int = Field(
+        default=3, ge=1, description="Runs of a job (crashes and retryable failures) at most."
+    )
+    retry_base_seconds: float = Field(
+        default=15.0, gt=0, description="A failed job waits this long times 4^(attempt-1)."
+    )
+    max_rate_limit_wait_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="A job refused by a rate limit waits and runs again if the wait is at most "
+        "this long; longer (e.g. a daily budget) fails it.",
+    )
+    batch_concurrency: int = Field(
+        default=3, ge=1, description="Jobs of one batch running at once, unless it says."
+    )
+    shutdown_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="On SIGTERM a worker finishes running jobs for this long, then puts the rest "
+        "back in the queue.",
+    )
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -235,6 +275,7 @@ class Settings(BaseSettings):
     resilience: ResilienceSettings = ResilienceSettings()
     cache: CacheSettings = CacheSettings()
     limits: TrafficSettings = TrafficSettings()
+    jobs: JobSettings = JobSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     models: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Catalogue entries added or replaced by name."

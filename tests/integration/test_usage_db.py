@@ -46,7 +46,7 @@ async def _user_with_key(engine: AsyncEngine, name: str) -> tuple[str, str]:
     keys = SqlKeyRepository(engine)
     user_id, _ = await keys.ensure_user(name, Role.USER)
     key = ApiKey(new_id(), user_id, name, Role.USER, f"{name}-key", f"ig_{name}"[:11], START)
-    await keys.insert_key(key, new_id() + new_id())
+    await keys.insert_key(key, new_id() + new_id(), webhook_secret="whsec_test")
     return user_id, key.id
 
 

@@ -17,6 +17,7 @@ from imagegate.models import (
     FlightClaim,
     FlightState,
     Generation,
+    JobLink,
     Limits,
     Role,
 )
@@ -33,7 +34,9 @@ class KeyRepository(Protocol):
         """The id and role of the user called ``name``, created with ``role`` if new."""
         ...
 
-    async def insert_key(self, key: ApiKey, key_hash: str) -> None: ...
+    async def insert_key(self, key: ApiKey, key_hash: str, webhook_secret: str) -> None: ...
+
+    async def find_active_by_id(self, key_id: str) -> ApiKey | None: ...
 
     async def find_active_by_hash(self, key_hash: str) -> tuple[ApiKey, str] | None:
         """The unrevoked key with this hash, and the hash as stored."""
@@ -62,9 +65,12 @@ class GenerationRepository(Protocol):
         generation: Generation,
         cache_entry: CacheEntry | None = None,
         flight: FlightClaim | None = None,
+        job: JobLink | None = None,
     ) -> None:
         """Write the generation, its images and its events in one transaction, with the cache
-        entry pointing at it (replacing any older one) and the end of its in-flight claim."""
+        entry pointing at it (replacing any older one), the end of its in-flight claim, and
+        the success of the ``job`` it answers (``JobSuperseded``, and nothing written, if that
+        job is no longer the worker's)."""
         ...
 
     async def get(self, generation_id: str) -> Generation | None: ...

@@ -21,14 +21,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from imagegate.db.engine import TransactionRunner, insert_rows
 from imagegate.db.flights import release_flight
+from imagegate.db.job_results import finish_succeeded
 from imagegate.db.tables import cache_entries, events, generations, images
-from imagegate.errors import Unavailable
+from imagegate.errors import JobSuperseded, Unavailable
 from imagegate.models import (
     Attempt,
     CacheEntry,
     Event,
     FlightClaim,
     Generation,
+    JobLink,
     Outcome,
     StoredImage,
     new_id,
@@ -42,6 +44,7 @@ class _Pending:
     generation: Generation
     cache_entry: CacheEntry | None
     flight: FlightClaim | None
+    job: JobLink | None
     done: asyncio.Future[None]
 
 
@@ -110,6 +113,10 @@ def _insert(conn: Connection, batch: list[_Pending]) -> None:
         if pending.flight is not None:
             flight = pending.flight
             release_flight(conn, flight.scope, flight.cache_key, flight.owner)
+        if pending.job is not None:
+            finish_succeeded(
+                conn, pending.job, pending.generation.id, pending.generation.completed_at
+            )
     entries = {  # the newest entry per key wins within a batch
         (p.cache_entry.scope, p.cache_entry.cache_key): (p.cache_entry, p.generation)
         for p in batch
@@ -152,9 +159,10 @@ class SqlGenerationRepository:
         generation: Generation,
         cache_entry: CacheEntry | None = None,
         flight: FlightClaim | None = None,
+        job: JobLink | None = None,
     ) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.put_nowait(_Pending(generation, cache_entry, flight, done))
+        self._pending.put_nowait(_Pending(generation, cache_entry, flight, job, done))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_forever(), name="generation-writer")
         await done
@@ -169,7 +177,7 @@ class SqlGenerationRepository:
     async def _write(self, batch: list[_Pending]) -> None:
         try:
             await self._writes(lambda conn: _insert(conn, batch))
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, JobSuperseded) as exc:
             if len(batch) > 1:
                 for one in batch:
                     await self._write([one])
@@ -177,7 +185,9 @@ class SqlGenerationRepository:
             done = batch[0].done
             if not done.done():
                 done.set_exception(
-                    Unavailable(f"could not record generation: {type(exc).__name__}")
+                    exc
+                    if isinstance(exc, JobSuperseded)
+                    else Unavailable(f"could not record generation: {type(exc).__name__}")
                 )
             return
         for pending in batch:

@@ -83,7 +83,7 @@ class SqlKeyRepository:
                 row = (await conn.execute(select_user)).one()
                 return row.id, Role(row.role)
 
-    async def insert_key(self, key: ApiKey, key_hash: str) -> None:
+    async def insert_key(self, key: ApiKey, key_hash: str, webhook_secret: str) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(
                 api_keys.insert().values(
@@ -92,6 +92,7 @@ class SqlKeyRepository:
                     name=key.name,
                     prefix=key.prefix,
                     key_hash=key_hash,
+                    webhook_secret=webhook_secret,
                     created_at=key.created_at,
                     **_limit_values(key.limits),
                 )
@@ -106,6 +107,12 @@ class SqlKeyRepository:
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).first()
         return None if row is None else (_to_key(row), row.key_hash)
+
+    async def find_active_by_id(self, key_id: str) -> ApiKey | None:
+        query = _keys_query().where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _to_key(row)
 
     async def list_keys(self, include_revoked: bool) -> list[ApiKey]:
         query = _keys_query().order_by(api_keys.c.created_at)

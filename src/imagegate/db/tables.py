@@ -58,6 +58,8 @@ api_keys = sa.Table(
     # traffic limits (services/traffic.py): NULL = the configured default, 0 = unlimited
     sa.Column("requests_per_minute", sa.Integer, nullable=True),
     sa.Column("concurrent_generations", sa.Integer, nullable=True),
+    # signs this key's webhooks (Standard Webhooks, whsec_...); shown once, needed to sign
+    sa.Column("webhook_secret", sa.String(100), nullable=True),
 )
 
 generations = sa.Table(
@@ -171,4 +173,96 @@ idempotency_keys = sa.Table(
     sa.Column("response_body", sa.LargeBinary, nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("expires_at", Timestamp, nullable=False, index=True),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    # ids sort in creation order (models.job_id_at): FIFO and keyset order in one column
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("user_id", ID, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("api_key_id", ID, sa.ForeignKey("api_keys.id"), nullable=True),
+    sa.Column("batch_id", ID, nullable=True, index=True),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("request", sa.JSON, nullable=False),
+    sa.Column("cache_mode", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("stage", sa.String(16), nullable=True),
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("run_after", Timestamp, nullable=False),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_expires_at", Timestamp, nullable=True),
+    sa.Column("cancel_requested_at", Timestamp, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("started_at", Timestamp, nullable=True),
+    sa.Column("finished_at", Timestamp, nullable=True),
+    sa.Column("generation_id", ID, nullable=True),
+    sa.Column("error_code", sa.String(64), nullable=True),
+    sa.Column("error_type", sa.String(64), nullable=True),
+    sa.Column("error_param", sa.String(100), nullable=True),
+    sa.Column("error_message", sa.Text, nullable=True),
+    sa.Column("webhook_url", sa.Text, nullable=True),
+    sa.Column("webhook_events", sa.JSON, nullable=False),
+    sa.Column("metadata", sa.JSON, nullable=True),
+    # what workers claim next: queued jobs by priority, then FIFO
+    sa.Index(
+        "ix_jobs_queued",
+        "priority",
+        "id",
+        postgresql_where=sa.text("status = 'queued'"),
+        sqlite_where=sa.text("status = 'queued'"),
+    ),
+    # expired leases, and the running jobs of a batch
+    sa.Index("ix_jobs_status_lease_expires_at", "status", "lease_expires_at"),
+    sa.Index("ix_jobs_user_id_id", "user_id", "id"),
+)
+
+batches = sa.Table(
+    "batches",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("user_id", ID, sa.ForeignKey("users.id"), nullable=False, index=True),
+    sa.Column("api_key_id", ID, sa.ForeignKey("api_keys.id"), nullable=True),
+    sa.Column("concurrency", sa.Integer, nullable=False),
+    # jobs of the batch running now: claims take a place only while it is below concurrency
+    sa.Column("running", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("metadata", sa.JSON, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    # the webhook-id header: the same for every retry of one event
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("job_id", ID, nullable=False, index=True),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", Timestamp, nullable=True),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("delivered_at", Timestamp, nullable=True),
+    sa.Index(
+        "ix_webhook_deliveries_due",
+        "next_attempt_at",
+        postgresql_where=sa.text("status = 'pending'"),
+        sqlite_where=sa.text("status = 'pending'"),
+    ),
+)
+
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", ID, nullable=False, index=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
 )

@@ -18,7 +18,7 @@ from typing import Any
 from imagegate.cache.base import SemanticIndex, SemanticMatch
 from imagegate.catalog import ModelSpec
 from imagegate.db.base import GenerationRepository
-from imagegate.errors import ImagegateError, NotFound, StorageError, Unavailable
+from imagegate.errors import ImagegateError, JobSuperseded, NotFound, StorageError, Unavailable
 from imagegate.fingerprint import cache_key, normalize_request, picture_params, semantic_group
 from imagegate.models import (
     Attempt,
@@ -29,6 +29,7 @@ from imagegate.models import (
     Generation,
     GenerationRequest,
     InputImage,
+    JobLink,
     NormalizedRequest,
     Outcome,
     Principal,
@@ -138,6 +139,10 @@ class GenerationService:
             raise NotFound(f"No generation {generation_id!r}.", param="id")
         return generation
 
+    async def record_of(self, generation_id: str) -> Generation | None:
+        """A generation by id, for a caller already known to own it (a job's result)."""
+        return await self._generations.get(generation_id)
+
     async def estimate(self, principal: Principal, request: GenerationRequest) -> Estimate:
         """What ``request`` would cost now, without generating (0 if the cache would answer)."""
         spec, normalized = self.resolve(request)
@@ -166,9 +171,13 @@ class GenerationService:
         request: GenerationRequest,
         cache_mode: CacheMode = CacheMode.DEFAULT,
         watch: QueueWatch | None = None,
+        job: JobLink | None = None,
     ) -> GenerationResult:
         """Answer ``request``: from the cache, by joining an identical request in flight, or by
         calling a provider once there is room in the model's line (``watch`` follows it there).
+
+        With ``job``, the job's success is recorded with the generation; ``JobSuperseded``
+        (nothing recorded, nothing charged) when the job was canceled or its lease lost.
         """
         if request.images or request.mask:
             request = await self._verified_uploads(request)
@@ -178,20 +187,22 @@ class GenerationService:
         started = time.perf_counter()
         if cache_mode is CacheMode.BYPASS or not self._cache.enabled:
             return await self._fresh(
-                principal, draft, spec, normalized, None, None, started, "bypass", watch
+                principal, draft, spec, normalized, None, None, started, "bypass", watch, job
             )
         scope = self._cache.scope_for(principal)
         group = self._semantic_group(spec, normalized)
         if cache_mode is CacheMode.DEFAULT:
             hit = await self._cache.lookup(scope, draft.cache_key)
             if hit is not None:
-                return await self._reuse(draft, normalized, hit, Outcome.CACHE_HIT, started)
+                return await self._reuse(
+                    draft, normalized, hit, Outcome.CACHE_HIT, started, job=job
+                )
             if group is not None:
                 near = await self._near_duplicate(scope, group, normalized.prompt)
                 if near is not None:
                     match, source = near
                     return await self._reuse(
-                        draft, normalized, source, Outcome.SEMANTIC_HIT, started, match
+                        draft, normalized, source, Outcome.SEMANTIC_HIT, started, match, job=job
                     )
         entry = self._cache.entry(scope, draft.cache_key)
         led = False
@@ -205,9 +216,11 @@ class GenerationService:
                 # entry before it lets go). A cross-process claim looked in its transaction.
                 hit = self._cache.remembered(scope, draft.cache_key)
                 if hit is not None:
-                    return await self._reuse(draft, normalized, hit, Outcome.CACHE_HIT, started)
+                    return await self._reuse(
+                        draft, normalized, hit, Outcome.CACHE_HIT, started, job=job
+                    )
             made = await self._fresh(
-                principal, draft, spec, normalized, entry, claim, started, "miss", watch
+                principal, draft, spec, normalized, entry, claim, started, "miss", watch, job
             )
             if group is not None and self._semantic is not None:
                 self._in_background(self._semantic.add(group, normalized.prompt, draft.cache_key))
@@ -226,7 +239,9 @@ class GenerationService:
                 await self._record_failure(draft, exc, started)
             raise
         if isinstance(outcome, CachedResult):
-            return await self._reuse(draft, normalized, outcome, Outcome.COALESCED, started)
+            return await self._reuse(
+                draft, normalized, outcome, Outcome.COALESCED, started, job=job
+            )
         return outcome
 
     def _semantic_group(self, spec: ModelSpec, normalized: NormalizedRequest) -> str | None:
@@ -298,6 +313,7 @@ class GenerationService:
         started: float,
         cache_status: str,
         watch: QueueWatch | None,
+        job: JobLink | None,
     ) -> GenerationResult:
         """Wait for room in the model's line, call the provider, store the images, record it
         all (with its cache entry)."""
@@ -340,11 +356,17 @@ class GenerationService:
                 ),
             ),
         )
+        charged = True
         try:
-            await self._generations.record(generation, entry, flight)
+            await self._generations.record(generation, entry, flight, job)
+        except JobSuperseded:
+            charged = False  # the job was canceled: its result is discarded, not paid for
+            raise
         finally:
             await asyncio.shield(
                 self._budgets.settle(reservation, generation.cost_micro_usd, len(delivered))
+                if charged
+                else self._budgets.release(reservation)
             )
         if entry is not None:
             self._cache.remember(entry, _shared(GenerationResult(generation, delivered, "")))
@@ -358,16 +380,12 @@ class GenerationService:
         outcome: Outcome,
         started: float,
         match: SemanticMatch | None = None,
+        *,
+        job: JobLink | None = None,
     ) -> GenerationResult:
         """Answer with images already made: no provider call, nothing charged, saving recorded."""
         inline = normalized.response_format is ResponseFormat.B64_JSON
-        delivered = []
-        for image in source.images:
-            data = await self._blobs.get(image.storage_key) if inline else b""
-            if data is None:
-                raise StorageError(f"stored image {image.storage_key} is missing")
-            url = self._blobs.url_for(image.storage_key)
-            delivered.append(DeliveredImage(image=image, url=url, data=data))
+        delivered = await self.deliver(source.images, inline=inline)
         completed_at = datetime.now(UTC)
         reason = outcome.value
         details: dict[str, object] = {"reason": reason, "source": source.generation_id}
@@ -388,11 +406,24 @@ class GenerationService:
                 Event("generation_skipped", completed_at, details),
             ),
         )
-        await self._generations.record(generation)
+        await self._generations.record(generation, job=job)
         status = {Outcome.CACHE_HIT: "hit", Outcome.SEMANTIC_HIT: "semantic"}.get(
             outcome, "coalesced"
         )
-        return GenerationResult(generation, tuple(delivered), status, match)
+        return GenerationResult(generation, delivered, status, match)
+
+    async def deliver(
+        self, stored: Sequence[StoredImage], *, inline: bool
+    ) -> tuple[DeliveredImage, ...]:
+        """Stored images as a caller receives them: URLs, and the bytes when ``inline``."""
+        delivered = []
+        for image in stored:
+            data = await self._blobs.get(image.storage_key) if inline else b""
+            if data is None:
+                raise StorageError(f"stored image {image.storage_key} is missing")
+            url = self._blobs.url_for(image.storage_key)
+            delivered.append(DeliveredImage(image=image, url=url, data=data))
+        return tuple(delivered)
 
     async def _verified_uploads(self, request: GenerationRequest) -> GenerationRequest:
         """Reference images and mask with their type read from their bytes; bad ones refused."""

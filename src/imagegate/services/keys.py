@@ -8,6 +8,7 @@ a revoke in this process takes effect at once, one in another process within tha
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -20,6 +21,7 @@ from imagegate.errors import AuthenticationFailed, NotFound
 from imagegate.models import NO_LIMITS, ApiKey, Limits, Principal, Role, new_id
 
 SECRET_PREFIX = "ig_"  # noqa: S105 - a public marker, not a secret
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks marker
 DISPLAY_PREFIX_LENGTH = 11
 BOOTSTRAP_ADMIN = "admin"
 LOCAL_CLI_USER = "local-cli"
@@ -31,6 +33,8 @@ class IssuedKey:
 
     key: ApiKey
     secret: str
+    webhook_secret: str
+    """Signs this key's job webhooks (Standard Webhooks ``whsec_...``); also shown once."""
 
 
 def hash_secret(secret: str) -> str:
@@ -63,8 +67,9 @@ class KeyService:
             created_at=datetime.now(UTC),
             limits=limits,
         )
-        await self._keys.insert_key(key, hash_secret(secret))
-        return IssuedKey(key=key, secret=secret)
+        webhook_secret = WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
+        await self._keys.insert_key(key, hash_secret(secret), webhook_secret)
+        return IssuedKey(key=key, secret=secret, webhook_secret=webhook_secret)
 
     async def list_keys(self, include_revoked: bool = False) -> list[ApiKey]:
         return await self._keys.list_keys(include_revoked)
@@ -120,19 +125,29 @@ class KeyService:
                 f"Incorrect API key provided: {_redact(secret)}. Create one with "
                 "`imagegate keys create`."
             )
-        key = found[0]
-        principal = Principal(
-            user_id=key.user_id,
-            user_name=key.user_name,
-            role=key.role,
-            key_id=key.id,
-            key_limits=key.limits,
-            user_limits=key.user_limits,
-            rate_limits=key.rate_limits,
-        )
+        principal = _principal(found[0])
         if self._cache_seconds > 0:
             self._verified[digest] = (now + self._cache_seconds, principal)
         return principal
+
+    async def principal_for_key(self, key_id: str) -> Principal:
+        """The Principal of an active key by id (a job runs as the key that submitted it)."""
+        key = await self._keys.find_active_by_id(key_id)
+        if key is None:
+            raise AuthenticationFailed("The API key that submitted this job was revoked.")
+        return _principal(key)
+
+
+def _principal(key: ApiKey) -> Principal:
+    return Principal(
+        user_id=key.user_id,
+        user_name=key.user_name,
+        role=key.role,
+        key_id=key.id,
+        key_limits=key.limits,
+        user_limits=key.user_limits,
+        rate_limits=key.rate_limits,
+    )
 
 
 def _bearer_secret(authorization: str | None) -> str:

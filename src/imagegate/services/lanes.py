@@ -132,10 +132,10 @@ class ModelLanes:
             lane.service_seconds += 0.2 * (time.monotonic() - started - lane.service_seconds)
             await asyncio.shield(self._leave(lane, ticket))
 
-    def has_room(self, model: str) -> bool:
-        """Whether a request for ``model`` would start at once (workers claim jobs by this)."""
+    def room(self, model: str) -> int:
+        """How many more requests for ``model`` would start at once (workers claim by this)."""
         lane = self._lane(model)
-        return lane.count == 0 and lane.running < lane.capacity
+        return max(0, lane.capacity - lane.running - lane.count)
 
     def stats(self) -> list[LaneStats]:
         return [

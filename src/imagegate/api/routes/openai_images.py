@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import time
 from typing import TypeVar
 
 import orjson
@@ -17,6 +16,7 @@ from starlette.responses import Response
 from imagegate.api.deps import CurrentPrincipal, ServicesDep
 from imagegate.api.disconnect import watching_client
 from imagegate.api.rate_limits import AdmittedPrincipal
+from imagegate.api.rendering import images_payload
 from imagegate.api.schemas import (
     CreateImageEditForm,
     CreateImageEditJson,
@@ -28,7 +28,7 @@ from imagegate.api.schemas import (
     edit_form_openapi,
 )
 from imagegate.errors import InvalidRequest, UnsupportedParameter
-from imagegate.models import GenerationRequest, InputImage, ResponseFormat
+from imagegate.models import GenerationRequest, InputImage
 from imagegate.services.caching import CacheMode
 from imagegate.services.generations import GenerationResult
 
@@ -45,35 +45,12 @@ MAX_FORM_FILES = 17  # 16 images (the most any model takes) and a mask
 def _render(result: GenerationResult) -> Response:
     """Build the JSON by hand: image bytes are base64-encoded once and never re-parsed."""
     generation = result.generation
-    params = generation.params
-    as_b64 = params["response_format"] == ResponseFormat.B64_JSON.value
-    data = [
-        {
-            "b64_json" if as_b64 else "url": (
-                base64.b64encode(item.data).decode("ascii") if as_b64 else item.url
-            ),
-            "revised_prompt": item.image.revised_prompt,
-        }
-        for item in result.images
-    ]
-    body = {
-        "created": int(time.time()),
-        "data": data,
-        "output_format": params["output_format"],
-        # what was made: providers that take aspect ratios return their own pixel sizes
-        "size": (
-            f"{result.images[0].image.width}x{result.images[0].image.height}"
-            if result.images
-            else params["size"]
-        ),
-        "quality": params["quality"],
-    }
     headers = {"X-Imagegate-Cache": result.cache_status}
     if result.semantic is not None:
         headers["X-Imagegate-Semantic-Similarity"] = f"{result.semantic.similarity:.4f}"
         headers["X-Imagegate-Source-Generation-Id"] = generation.source_generation_id or ""
     return Response(
-        orjson.dumps(body),
+        orjson.dumps(images_payload(generation, result.images)),
         media_type="application/json",
         headers={
             **headers,

@@ -1,0 +1,108 @@
+"""Job transitions written inside other transactions.
+
+A job's success is written in the same transaction as the generation that answers it
+(``db/generations.py``), so a job never ends without its result and a result is never recorded
+twice for one job. Every transition that the job's webhook subscribes to adds its delivery to
+the outbox (``webhook_deliveries``) in that same transaction: a webhook is never lost to a
+crash between the change and the send. ``queue/sql.py`` uses the same statements.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from imagegate.db.tables import batches, jobs, webhook_deliveries
+from imagegate.errors import JobSuperseded
+from imagegate.models import JobLink, JobStatus, new_id
+
+WEBHOOK_EVENT_OF_STATUS = {
+    JobStatus.RUNNING: "start",
+    JobStatus.SUCCEEDED: "completed",
+    JobStatus.FAILED: "completed",
+    JobStatus.CANCELED: "completed",
+}
+
+_RETURNED = (jobs.c.id, jobs.c.batch_id, jobs.c.webhook_url, jobs.c.webhook_events)
+
+
+def owned_running(job_id: str, owner: str) -> sa.ColumnElement[bool]:
+    """The job is still this worker's to finish: running, leased to it, not being canceled."""
+    return sa.and_(
+        jobs.c.id == job_id,
+        jobs.c.status == JobStatus.RUNNING.value,
+        jobs.c.lease_owner == owner,
+        jobs.c.cancel_requested_at.is_(None),
+    )
+
+
+def end_running(
+    conn: Connection,
+    where: sa.ColumnElement[bool],
+    values: dict[str, Any],
+    status: JobStatus,
+    now: datetime,
+) -> list[sa.Row[Any]]:
+    """Move the running jobs matching ``where`` to ``status`` (a finished state or back to
+    queued): their batches get their places back, their webhooks are queued."""
+    rows = list(
+        conn.execute(
+            jobs.update()
+            .where(where)
+            .values(status=status.value, lease_owner=None, lease_expires_at=None, **values)
+            .returning(*_RETURNED)
+        )
+    )
+    free_batch_places(conn, [row.batch_id for row in rows if row.batch_id is not None])
+    if status.finished:
+        queue_webhooks(conn, rows, status, now)
+    return rows
+
+
+def finish_succeeded(conn: Connection, link: JobLink, generation_id: str, now: datetime) -> None:
+    """Mark the job succeeded with ``generation_id``; raises ``JobSuperseded`` (rolling the
+    whole transaction back) if the worker lost the job or it is being canceled."""
+    done = end_running(
+        conn,
+        owned_running(link.job_id, link.owner),
+        {"generation_id": generation_id, "finished_at": now, "stage": None},
+        JobStatus.SUCCEEDED,
+        now,
+    )
+    if not done:
+        raise JobSuperseded(f"job {link.job_id} is no longer this worker's to finish")
+
+
+def free_batch_places(conn: Connection, batch_ids: list[str]) -> None:
+    for batch_id in batch_ids:
+        conn.execute(
+            batches.update()
+            .where(batches.c.id == batch_id, batches.c.running > 0)
+            .values(running=batches.c.running - 1)
+        )
+
+
+def queue_webhooks(
+    conn: Connection, rows: list[sa.Row[Any]], status: JobStatus, now: datetime
+) -> None:
+    """Add an outbox delivery for each job in ``rows`` that subscribed to this transition."""
+    event = WEBHOOK_EVENT_OF_STATUS[status]
+    deliveries = [
+        {
+            "id": new_id(),
+            "job_id": row.id,
+            "event": f"job.{status.value}" if event == "completed" else "job.started",
+            "url": row.webhook_url,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        for row in rows
+        if row.webhook_url and event in (row.webhook_events or ())
+    ]
+    if deliveries:
+        conn.execute(webhook_deliveries.insert(), deliveries)

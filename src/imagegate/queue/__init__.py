@@ -1,0 +1,1 @@
+"""The durable job queue: its protocol, its SQL implementation, the worker loop."""

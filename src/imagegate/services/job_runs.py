@@ -1,0 +1,176 @@
+"""Running jobs: what a worker (``queue/worker.py``) asks of the queue, and how a job ends.
+
+A worker claims only as many jobs of a model as that model's line (``services/lanes.py``) has
+room for in this process, so a claimed job starts at once and jobs start in queue order. A job
+runs as the API key that submitted it, through ``GenerationService.generate`` (limits, budget,
+cache, single-flight, router, storage, record), and its success is written with its generation
+in one transaction. How each failure ends the job:
+
+- canceled while running, or its lease taken by another worker: the result is discarded
+  (``JobSuperseded``: nothing recorded, nothing charged), the job ends ``canceled``;
+- a rate limit that clears within ``max_rate_limit_wait_seconds``: back to the queue until then,
+  without spending an attempt;
+- a retryable failure (provider outage, timeout, database briefly down) while attempts are
+  left: back to the queue after ``retry_base_seconds * 4^(attempt-1)``;
+- anything else, or attempts used up: ``failed`` with the error in the OpenAI shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Coroutine, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from imagegate.errors import AuthenticationFailed, ImagegateError, JobSuperseded, RateLimited
+from imagegate.models import Job, JobError, JobLink
+from imagegate.queue.base import JobQueue, Recovery, Renewal
+from imagegate.services.caching import CacheMode
+from imagegate.services.generations import GenerationService
+from imagegate.services.jobs import Broadcast
+from imagegate.services.keys import KeyService
+from imagegate.services.lanes import ModelLanes, QueueWatch
+
+log = logging.getLogger(__name__)
+
+
+class JobRuns:
+    def __init__(
+        self,
+        queue: JobQueue,
+        generations: GenerationService,
+        keys: KeyService,
+        lanes: ModelLanes,
+        changes: Broadcast,
+        *,
+        lease_seconds: float,
+        retry_base_seconds: float,
+        max_rate_limit_wait_seconds: float,
+    ) -> None:
+        self._queue = queue
+        self._generations = generations
+        self._keys = keys
+        self._lanes = lanes
+        self._changes = changes
+        self.lease_seconds = lease_seconds
+        self._retry_base = retry_base_seconds
+        self._max_rate_wait = max_rate_limit_wait_seconds
+        self._not_started: Counter[str] = Counter()
+        """Jobs claimed here that have not yet taken their place in their model's line."""
+        self._next_model = 0
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def claim(self, owner: str, free: int) -> list[Job]:
+        """Up to ``free`` jobs for this worker, from models whose line has room here."""
+        now = datetime.now(UTC)
+        models = await self._queue.waiting_models(now)
+        claimed: list[Job] = []
+        if not models:
+            return claimed
+        # Start from a different model each time, so a busy model cannot starve the others.
+        self._next_model = (self._next_model + 1) % len(models)
+        for model in models[self._next_model :] + models[: self._next_model]:
+            room = min(free - len(claimed), self._room(model))
+            if room <= 0:
+                continue
+            jobs = await self._queue.claim(owner, model, room, self._lease_until(), now)
+            self._not_started[model] += len(jobs)
+            claimed.extend(jobs)
+            if len(claimed) >= free:
+                break
+        if claimed:
+            self._changes.notify()
+        return claimed
+
+    def _room(self, model: str) -> int:
+        return self._lanes.room(model) - self._not_started[model]
+
+    async def execute(self, job: Job, owner: str) -> None:
+        """Run ``job`` to its end (or back to the queue); never raises but for cancellation."""
+        started = False
+
+        def on_start() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                self._not_started[job.model] -= 1
+
+        def on_generating() -> None:
+            on_start()
+            self._in_background(self._queue.set_stage(job.id, owner, "generating"))
+
+        watch = QueueWatch(on_start=on_generating)
+        try:
+            if job.key_id is None:
+                raise AuthenticationFailed("A job must be submitted with an API key.")
+            principal = await self._keys.principal_for_key(job.key_id)
+            await self._generations.generate(
+                principal,
+                job.request,
+                CacheMode(job.cache_mode),
+                watch=watch,
+                job=JobLink(job.id, owner),
+            )
+        except JobSuperseded:
+            await self._queue.mark_canceled(job.id, owner, datetime.now(UTC))
+        except ImagegateError as exc:
+            await self._after_failure(job, owner, exc)
+        except Exception as exc:  # a bug: the job fails with it, the worker goes on
+            log.exception("job %s failed unexpectedly", job.id)
+            error = JobError("internal_error", f"Internal error ({type(exc).__name__}).")
+            await self._queue.fail(job.id, owner, error, datetime.now(UTC))
+        finally:
+            on_start()
+            self._changes.notify()
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(lambda _: self._changes.notify())
+
+    async def _after_failure(self, job: Job, owner: str, exc: ImagegateError) -> None:
+        now = datetime.now(UTC)
+        wait = exc.retry_after
+        if isinstance(exc, RateLimited) and wait is not None and wait <= self._max_rate_wait:
+            run_after = now + timedelta(seconds=wait)
+            await self._queue.retry_later(job.id, owner, run_after, count_attempt=False)
+            return
+        if exc.retryable and job.attempts < job.max_attempts:
+            backoff = self._retry_base * 4 ** (job.attempts - 1)
+            run_after = now + timedelta(seconds=max(backoff, wait or 0))
+            await self._queue.retry_later(job.id, owner, run_after, count_attempt=True)
+            return
+        error = JobError(exc.code, exc.message, exc.type, exc.param)
+        await self._queue.fail(job.id, owner, error, now)
+
+    async def canceled(self, job: Job, owner: str) -> None:
+        """The worker stopped ``job`` because someone canceled it."""
+        await self._queue.mark_canceled(job.id, owner, datetime.now(UTC))
+        self._changes.notify()
+
+    async def release(self, job: Job, owner: str) -> None:
+        """Put a job back at its place in the queue (the worker is shutting down)."""
+        now = datetime.now(UTC)
+        await self._queue.retry_later(job.id, owner, now, count_attempt=False)
+        self._changes.notify()
+
+    async def renew(self, owner: str, job_ids: Sequence[str]) -> Renewal:
+        return await self._queue.renew(owner, job_ids, self._lease_until())
+
+    async def recover(self) -> Recovery:
+        recovered = await self._queue.recover_expired(datetime.now(UTC))
+        if recovered.requeued or recovered.failed or recovered.canceled:
+            log.warning(
+                "jobs of a lost worker: %d back in the queue, %d failed, %d canceled",
+                recovered.requeued,
+                recovered.failed,
+                recovered.canceled,
+            )
+            self._changes.notify()
+        return recovered
+
+    def _lease_until(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.lease_seconds)
