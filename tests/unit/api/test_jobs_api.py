@@ -60,8 +60,10 @@ async def test_a_job_is_queued_with_its_place_then_runs_to_a_real_image(
         running.stop()
         await task
     assert done["status"] == "succeeded"
-    assert done["attempts"] == 1 and done["cache"] == "generated"
-    assert done["started_at"] is not None and done["finished_at"] >= done["started_at"]
+    assert done["attempts"] == 1
+    assert done["cache"] == "generated"
+    assert done["started_at"] is not None
+    assert done["finished_at"] >= done["started_at"]
     (item,) = done["result"]["data"]
     image = Image.open(io.BytesIO((await client.get(item["url"])).content))
     assert image.size == (256, 256)
@@ -104,7 +106,8 @@ async def test_jobs_are_listed_newest_first_in_pages_and_only_to_their_owner(
     assert page["has_more"] is True
     rest = (await client.get(f"/v1/jobs?limit=3&cursor={page['next_cursor']}", headers=auth)).json()
     assert [j["id"] for j in rest["data"]] == ids[::-1][3:]
-    assert rest["has_more"] is False and rest["next_cursor"] is None
+    assert rest["has_more"] is False
+    assert rest["next_cursor"] is None
 
     other = {"Authorization": f"Bearer {(await services.keys.create('user-b', Role.USER)).secret}"}
     assert (await client.get("/v1/jobs", headers=other)).json()["data"] == []
@@ -123,7 +126,8 @@ async def test_a_canceled_queued_job_never_runs(
 ) -> None:
     job = (await client.post("/v1/jobs", json=BODY, headers=auth)).json()
     canceled = (await client.post(f"/v1/jobs/{job['id']}/cancel", headers=auth)).json()
-    assert canceled["status"] == "canceled" and canceled["finished_at"] is not None
+    assert canceled["status"] == "canceled"
+    assert canceled["finished_at"] is not None
     running = Worker(services.job_runs, services.jobs, concurrency=2, poll_seconds=0.05,
                      shutdown_seconds=5)  # fmt: skip
     task = asyncio.create_task(running.run())
@@ -162,7 +166,8 @@ async def test_events_stream_the_whole_lifecycle(
         running.stop()
         await task
     names = [name for name, _ in events]
-    assert names[0] == "queued" and events[0][1]["position"] == 1
+    assert names[0] == "queued"
+    assert events[0][1]["position"] == 1
     assert "started" in names
     assert names[-1] == "succeeded"
     assert events[-1][1]["result"]["data"][0]["url"]
@@ -184,7 +189,8 @@ async def test_a_batch_of_prompts_runs_every_job_and_reports_progress(
         if batch["status"] == "finished":
             break
         await asyncio.sleep(0.02)
-    assert batch["counts"]["succeeded"] == 7 and batch["progress"] == 1.0
+    assert batch["counts"]["succeeded"] == 7
+    assert batch["progress"] == 1.0
     prompts = {job["result"]["data"][0]["url"] for job in batch["jobs"]}
     assert len(prompts) == 7  # seven different pictures
 
