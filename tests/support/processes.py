@@ -106,3 +106,38 @@ def start_gateways(
 def openai_provider(base_url: str) -> dict[str, object]:
     """imagegate.yaml's ``providers`` pointing ``openai`` at a fake at ``base_url``."""
     return {"openai": {"kind": "openai", "api_key": "test-key", "base_url": f"{base_url}/v1"}}
+
+
+class WorkerProcess:
+    """``imagegate worker`` with the environment of the gateways it serves."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str], name: str, concurrency: int) -> None:
+        self.name = name
+        self.log = data_dir.parent / f"{name}.log"
+        self._args = [*IMAGEGATE, "worker", "--name", name, "--concurrency", str(concurrency)]
+        self._env = environment(data_dir, **env)
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        with self.log.open("ab") as log:
+            self._process = subprocess.Popen(
+                self._args, env=self._env, stdout=log, stderr=subprocess.STDOUT
+            )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up of any kind, as in a crash."""
+        assert self._process is not None
+        self._process.kill()
+        self._process.wait()
+
+    def terminate(self, timeout: float = 30) -> int:
+        """SIGTERM, and the exit code once it has shut down."""
+        assert self._process is not None
+        self._process.terminate()
+        return self._process.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
