@@ -103,7 +103,7 @@ def verify(
     event_id = lowered.get("webhook-id")
     stamp = lowered.get("webhook-timestamp", "")
     signatures = lowered.get("webhook-signature", "").split()
-    if not event_id or not stamp.isdigit() or not signatures:
+    if not event_id or not (stamp.isascii() and stamp.isdigit()) or not signatures:
         return False
     current = time.time() if now is None else now
     if abs(current - int(stamp)) > tolerance_seconds:

@@ -116,6 +116,8 @@ def test_verify_accepts_the_reference_and_refuses_tampering() -> None:
     assert not verify(SPEC_SECRET, _spec_headers(stamp=SPEC_TIMESTAMP + 1), SPEC_BODY, now=now)
     assert not verify(SPEC_SECRET, _spec_headers("v1,é"), SPEC_BODY, now=now)
     assert not verify(SPEC_SECRET, {}, SPEC_BODY, now=now)
+    malformed_stamp = {**_spec_headers(), "Webhook-Timestamp": "²"}  # a digit int() refuses
+    assert not verify(SPEC_SECRET, malformed_stamp, SPEC_BODY, now=now)
 
 
 def test_verify_refuses_old_and_future_timestamps() -> None:
@@ -291,3 +293,4 @@ async def test_the_readme_receiver_snippet_verifies_a_real_delivery(
     assert is_authentic(secret, received.headers, received.body)
     assert not is_authentic(secret, received.headers, received.body + b"!")
     assert not is_authentic(generate_secret(), received.headers, received.body)
+    assert not is_authentic(secret, {**received.headers, "webhook-timestamp": "²"}, received.body)
