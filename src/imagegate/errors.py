@@ -5,6 +5,7 @@
     │   ├── UnsupportedParameter        400 unsupported_parameter
     │   ├── ContentPolicyViolation      400 content_policy_violation
     │   ├── PayloadTooLarge             413 payload_too_large
+    │   ├── UnsafeUrl                   400 unsafe_url              (SSRF guard: URL not callable)
     │   └── IdempotencyKeyReused        422 idempotency_key_reused  (same key, different body)
     ├── AuthenticationFailed            401 invalid_api_key
     ├── NotFound                        404 not_found
@@ -89,6 +90,15 @@ class ContentPolicyViolation(InvalidRequest):
 class PayloadTooLarge(InvalidRequest):
     status = 413
     code = "payload_too_large"
+
+
+class UnsafeUrl(InvalidRequest):
+    """A URL imagegate was asked to call (a webhook, later a reference image) points where it
+    must not go: not http(s), credentials in it, or a loopback, private, link-local or
+    cloud-metadata address. ``param`` names the field that carried it. Refused before any
+    connection is made, and again for every address a connection would use."""
+
+    code = "unsafe_url"
 
 
 class IdempotencyKeyReused(InvalidRequest):

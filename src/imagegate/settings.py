@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from imagegate import __version__
 from imagegate.errors import ConfigurationError
 
 
@@ -223,6 +224,37 @@ class JobSettings(BaseModel):
     )
 
 
+class OutboundSettings(BaseModel):
+    """Requests to URLs that users give imagegate (webhooks): the SSRF guard's exceptions."""
+
+    allowlist: list[str] = Field(
+        default_factory=list,
+        description="Hosts (exact names, e.g. `hooks.internal`) and networks (CIDRs or single "
+        "addresses, e.g. `10.1.0.0/16`, `127.0.0.1`) that outbound requests may reach although "
+        "they are loopback, private, link-local or reserved. Cloud-metadata addresses are "
+        "exempted only when listed exactly. JSON list in the environment.",
+    )
+    user_agent: str = Field(
+        default=f"imagegate/{__version__}", description="User-Agent of outbound requests."
+    )
+
+
+class WebhookSettings(BaseModel):
+    """Signed job notifications (Standard Webhooks)."""
+
+    timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="One delivery attempt, connect to last byte read; slower is a failed attempt.",
+    )
+    max_response_bytes: int = Field(
+        default=4096,
+        ge=0,
+        description="Bytes of the receiver's answer read (and kept as the delivery's excerpt); "
+        "the rest is not read.",
+    )
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -276,6 +308,8 @@ class Settings(BaseSettings):
     cache: CacheSettings = CacheSettings()
     limits: TrafficSettings = TrafficSettings()
     jobs: JobSettings = JobSettings()
+    outbound: OutboundSettings = OutboundSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     models: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Catalogue entries added or replaced by name."

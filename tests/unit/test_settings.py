@@ -80,6 +80,23 @@ def test_an_explicit_missing_file_is_an_error(
         load_settings()
 
 
+def test_outbound_and_webhook_settings_come_from_the_environment(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config.write_text("{}\n")
+    defaults = load_settings()
+    assert defaults.outbound.allowlist == []
+    assert (defaults.webhooks.timeout_seconds, defaults.webhooks.max_response_bytes) == (10, 4096)
+    monkeypatch.setenv("IMAGEGATE_OUTBOUND__ALLOWLIST", '["127.0.0.1", "hooks.internal"]')
+    monkeypatch.setenv("IMAGEGATE_WEBHOOKS__TIMEOUT_SECONDS", "2.5")
+    settings = load_settings()
+    assert settings.outbound.allowlist == ["127.0.0.1", "hooks.internal"]
+    assert settings.webhooks.timeout_seconds == 2.5
+    monkeypatch.setenv("IMAGEGATE_WEBHOOKS__TIMEOUT_SECONDS", "0")
+    with pytest.raises(ConfigurationError, match="IMAGEGATE_WEBHOOKS__TIMEOUT_SECONDS"):
+        load_settings()
+
+
 async def _router_for(settings: Settings) -> list[str]:
     async with httpx.AsyncClient() as client:
         assembly = build_router(settings, client)

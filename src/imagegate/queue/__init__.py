@@ -1,1 +1,1 @@
-"""The durable job queue: its protocol, its SQL implementation, the worker loop."""
+"""Jobs that outlive a request: the durable queue, its workers, and webhook deliveries."""
