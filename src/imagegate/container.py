@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 
 from imagegate.cache.base import SemanticIndex
 from imagegate.cache.memory import MemoryCache
@@ -30,9 +31,12 @@ from imagegate.db.usage import SqlUsageRepository
 from imagegate.errors import ConfigurationError
 from imagegate.limits.base import RateLimiter
 from imagegate.limits.memory import MemoryRateLimiter
+from imagegate.outbound.client import new_outbound_client
 from imagegate.providers.assembly import build_router
 from imagegate.providers.http import new_client
+from imagegate.queue.outbox import SqlWebhookOutbox
 from imagegate.queue.sql import SqlJobQueue
+from imagegate.queue.webhooks import WebhookSender, generate_secret, next_retry_delay
 from imagegate.services.budgets import BudgetService
 from imagegate.services.caching import ResultCache
 from imagegate.services.generations import GenerationService
@@ -47,6 +51,7 @@ from imagegate.services.providers import ProviderStatusService
 from imagegate.services.single_flight import SingleFlight
 from imagegate.services.traffic import TrafficService
 from imagegate.services.usage import UsageService
+from imagegate.services.webhook_deliveries import WebhookDeliveries
 from imagegate.settings import Settings
 from imagegate.storage.base import BlobStore
 from imagegate.storage.local import LocalBlobStore
@@ -68,6 +73,7 @@ class Services:
     lanes: ModelLanes
     jobs: JobService
     job_runs: JobRuns
+    webhooks: WebhookDeliveries
 
 
 def _build_blob_store(settings: Settings) -> BlobStore:
@@ -97,6 +103,7 @@ def _rate_limiter(settings: Settings) -> RateLimiter:
 
 @asynccontextmanager
 async def build_services(settings: Settings) -> AsyncIterator[Services]:
+    outbound = new_outbound_client(settings.outbound)  # first: a bad allowlist stops start-up
     blobs = _build_blob_store(settings)
     http_client = new_client()
     try:
@@ -161,8 +168,17 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         semantic=_semantic_index(settings),
         semantic_models=frozenset(settings.cache.semantic_models),
     )
-    keys = KeyService(SqlKeyRepository(engine), settings.auth_cache_seconds)
+    keys = KeyService(SqlKeyRepository(engine), settings.auth_cache_seconds, generate_secret)
     jobs = settings.jobs
+    job_service = JobService(
+        job_queue,
+        generations,
+        changes,
+        max_attempts=jobs.max_attempts,
+        batch_concurrency=jobs.batch_concurrency,
+        poll_seconds=jobs.poll_seconds,
+        check_webhook_url=partial(outbound.guard.check, param="webhook"),
+    )
     try:
         if settings.database.auto_migrate:
             await upgrade_to_head(engine)
@@ -181,13 +197,14 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
             ),
             traffic=traffic,
             lanes=lanes,
-            jobs=JobService(
+            jobs=job_service,
+            webhooks=WebhookDeliveries(
+                SqlWebhookOutbox(engine, transactions.run),
+                WebhookSender(outbound, settings.webhooks),
                 job_queue,
-                generations,
-                changes,
-                max_attempts=jobs.max_attempts,
-                batch_concurrency=jobs.batch_concurrency,
-                poll_seconds=jobs.poll_seconds,
+                job_service,
+                base_url=settings.base_url,
+                retry_delay=next_retry_delay,
             ),
             job_runs=JobRuns(
                 job_queue,
@@ -207,6 +224,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         await reads.aclose()
         await lanes.aclose()
         await traffic.aclose()
+        await outbound.aclose()
         await router.aclose()
         await http_client.aclose()
         await engine.dispose()

@@ -405,8 +405,8 @@ class Job:
     batch_id: str | None = None
     cancel_requested: bool = False
     stage: str | None = None
-    """While running: ``waiting`` (for a place among the model's running requests) or
-    ``generating``."""
+    """While running: ``generating``, or ``waiting`` while its API key already runs as many
+    generations as it may."""
     lease_owner: str | None = None
 
 

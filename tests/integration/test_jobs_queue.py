@@ -102,6 +102,8 @@ async def test_twenty_jobs_start_in_the_order_they_were_queued(
                 positions.append(view.position)
 
     follower = asyncio.create_task(follow())
+    while not positions:  # it has seen where the job starts from
+        await asyncio.sleep(0.01)
     worker = _worker(services)
     running = asyncio.create_task(worker.run())
     try:

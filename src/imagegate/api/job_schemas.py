@@ -48,6 +48,14 @@ class CreateJobRequest(CreateImageRequest, JobExtras):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
+class BatchTemplate(CreateImageRequest):
+    """A generation request whose prompt comes from the batch's ``prompts``."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    prompt: str = Field(default="", description="Ignored: each job takes one of prompts.")
+
+
 class CreateBatchRequest(JobExtras):
     """Up to 100 generation requests, or one request and a list of prompts."""
 
@@ -56,7 +64,7 @@ class CreateBatchRequest(JobExtras):
     requests: list[CreateImageRequest] | None = Field(
         default=None, min_length=1, max_length=100, description="One job per request."
     )
-    request: CreateImageRequest | None = Field(
+    request: BatchTemplate | None = Field(
         default=None, description="A template: one job per entry of prompts."
     )
     prompts: list[str] | None = Field(default=None, min_length=1, max_length=100)

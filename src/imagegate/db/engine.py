@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import random
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +15,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Dialect, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from imagegate.errors import Unavailable
@@ -62,15 +63,38 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+RETRIED_SQLSTATES = frozenset({"40P01", "40001"})
+"""Deadlock detected, serialization failure: PostgreSQL rolled the transaction back and it
+may simply be run again."""
+MAX_TRANSACTION_TRIES = 5
+
+
+def _retriable(exc: DBAPIError) -> bool:
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return code in RETRIED_SQLSTATES
+
+
 class AsyncTransactions:
-    """Transactions on the async engine (PostgreSQL/asyncpg: no thread hops)."""
+    """Transactions on the async engine (PostgreSQL/asyncpg: no thread hops).
+
+    A transaction PostgreSQL aborts as a deadlock victim or a serialization failure is run
+    again (a few times, after a short random pause): ``work`` is a plain function of the
+    connection, so running it again is safe, and callers never see a transient conflict.
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
     async def run(self, work: Callable[[Connection], T]) -> T:
-        async with self._engine.begin() as conn:
-            return await conn.run_sync(work)
+        for attempt in range(1, MAX_TRANSACTION_TRIES + 1):
+            try:
+                async with self._engine.begin() as conn:
+                    return await conn.run_sync(work)
+            except DBAPIError as exc:
+                if attempt == MAX_TRANSACTION_TRIES or not _retriable(exc):
+                    raise
+                await asyncio.sleep(random.uniform(0, 0.01 * attempt))
+        raise AssertionError("unreachable")
 
     async def aclose(self) -> None:
         return None

@@ -113,10 +113,10 @@ def _insert(conn: Connection, batch: list[_Pending]) -> None:
         if pending.flight is not None:
             flight = pending.flight
             release_flight(conn, flight.scope, flight.cache_key, flight.owner)
-        if pending.job is not None:
-            finish_succeeded(
-                conn, pending.job, pending.generation.id, pending.generation.completed_at
-            )
+    finish_succeeded(
+        conn,
+        [(p.job, p.generation.id, p.generation.completed_at) for p in batch if p.job is not None],
+    )
     entries = {  # the newest entry per key wins within a batch
         (p.cache_entry.scope, p.cache_entry.cache_key): (p.cache_entry, p.generation)
         for p in batch

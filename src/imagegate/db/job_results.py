@@ -9,6 +9,8 @@ crash between the change and the send. ``queue/sql.py`` uses the same statements
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -62,26 +64,49 @@ def end_running(
     return rows
 
 
-def finish_succeeded(conn: Connection, link: JobLink, generation_id: str, now: datetime) -> None:
-    """Mark the job succeeded with ``generation_id``; raises ``JobSuperseded`` (rolling the
-    whole transaction back) if the worker lost the job or it is being canceled."""
-    done = end_running(
-        conn,
-        owned_running(link.job_id, link.owner),
-        {"generation_id": generation_id, "finished_at": now, "stage": None},
-        JobStatus.SUCCEEDED,
-        now,
-    )
-    if not done:
-        raise JobSuperseded(f"job {link.job_id} is no longer this worker's to finish")
+def finish_succeeded(
+    conn: Connection, completions: Sequence[tuple[JobLink, str, datetime]]
+) -> None:
+    """Mark each job of ``(link, generation_id, finished_at)`` succeeded with its generation;
+    raises ``JobSuperseded`` (rolling the whole transaction back) if a worker lost its job or
+    it is being canceled.
+
+    Rows are locked in one order (jobs by id, then their batches by id) whatever order the
+    completions come in, so two such transactions cannot deadlock each other.
+    """
+    ended: list[sa.Row[Any]] = []
+    for link, generation_id, now in sorted(completions, key=lambda c: c[0].job_id):
+        rows = list(
+            conn.execute(
+                jobs.update()
+                .where(owned_running(link.job_id, link.owner))
+                .values(
+                    status=JobStatus.SUCCEEDED.value,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    generation_id=generation_id,
+                    finished_at=now,
+                    stage=None,
+                )
+                .returning(*_RETURNED)
+            )
+        )
+        if not rows:
+            raise JobSuperseded(f"job {link.job_id} is no longer this worker's to finish")
+        queue_webhooks(conn, rows, JobStatus.SUCCEEDED, now)
+        ended.extend(rows)
+    free_batch_places(conn, [row.batch_id for row in ended if row.batch_id is not None])
 
 
-def free_batch_places(conn: Connection, batch_ids: list[str]) -> None:
-    for batch_id in batch_ids:
+def free_batch_places(conn: Connection, batch_ids: Sequence[str]) -> None:
+    """Give back one running place per entry of ``batch_ids``, batches in id order."""
+    for batch_id, count in sorted(Counter(batch_ids).items()):
         conn.execute(
             batches.update()
-            .where(batches.c.id == batch_id, batches.c.running > 0)
-            .values(running=batches.c.running - 1)
+            .where(batches.c.id == batch_id)
+            .values(
+                running=sa.case((batches.c.running >= count, batches.c.running - count), else_=0)
+            )
         )
 
 

@@ -111,3 +111,64 @@ class JobQueue(Protocol):
     async def batch_counts(self, batch_id: str) -> dict[JobStatus, int]: ...
 
     async def webhook_secret(self, key_id: str) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDelivery:
+    """A webhook event waiting to be (re)sent; ``id`` is its ``webhook-id``."""
+
+    id: str
+    job_id: str
+    event: str
+    url: str
+    attempts: int
+
+
+class DeliveryReport(Protocol):
+    """What one delivery attempt came to (``queue/webhooks.DeliveryResult``)."""
+
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def duration_ms(self) -> int: ...
+    @property
+    def status(self) -> int | None: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def retryable(self) -> bool: ...
+    @property
+    def delivered(self) -> bool: ...
+
+
+class WebhookTransport(Protocol):
+    async def deliver(
+        self, url: str, secret: str, event_id: str, body: bytes, *, attempt: int = 1
+    ) -> DeliveryReport:
+        """One signed POST; never raises for what the receiver or the network does."""
+        ...
+
+
+class WebhookOutbox(Protocol):
+    """Webhook events written with the job transitions they announce, sent by workers."""
+
+    async def claim_due(
+        self, owner: str, limit: int, now: datetime, lease_until: datetime
+    ) -> list[PendingDelivery]:
+        """Due deliveries, hidden from other workers until ``lease_until``."""
+        ...
+
+    async def record(
+        self,
+        delivery: PendingDelivery,
+        report: DeliveryReport,
+        retry_at: datetime | None,
+        now: datetime,
+    ) -> None:
+        """Log the attempt; the delivery ends delivered, or failed when ``retry_at`` is None,
+        or waits until ``retry_at``."""
+        ...
+
+    async def attempts(self, job_id: str) -> list[tuple[str, int, int | None, str | None]]:
+        """(event, attempt, status, error) of every attempt for a job's webhooks, in order."""
+        ...

@@ -11,6 +11,7 @@ priority, then FIFO.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +21,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from imagegate.db.engine import TransactionRunner
-from imagegate.db.job_results import end_running, queue_webhooks
+from imagegate.db.job_results import end_running, free_batch_places, queue_webhooks
 from imagegate.db.tables import api_keys, batches, jobs
 from imagegate.models import (
     Batch,
@@ -215,12 +216,20 @@ class SqlJobQueue:
             picked = picked.with_for_update(skip_locked=True)
 
         def take(conn: Connection) -> list[Job]:
+            candidates = list(conn.execute(picked))
+            places = _take_batch_places(
+                conn, Counter(r.batch_id for r in candidates if r.batch_id is not None)
+            )
             chosen: list[str] = []
-            for row in conn.execute(picked):
+            for row in candidates:
                 if len(chosen) == limit:
                     break
-                if row.batch_id is None or _take_batch_place(conn, row.batch_id):
+                if row.batch_id is None or places.get(row.batch_id, 0) > 0:
+                    if row.batch_id is not None:
+                        places[row.batch_id] -= 1
                     chosen.append(row.id)
+            unused = [b for b, left in places.items() for _ in range(left)]
+            free_batch_places(conn, unused)  # taken for candidates beyond the limit
             if not chosen:
                 return []
             claimed = list(
@@ -229,7 +238,7 @@ class SqlJobQueue:
                     .where(jobs.c.id.in_(chosen))
                     .values(
                         status=_RUNNING,
-                        stage="waiting",
+                        stage="generating",
                         lease_owner=owner,
                         lease_expires_at=lease_until,
                         attempts=jobs.c.attempts + 1,
@@ -404,11 +413,22 @@ class SqlJobQueue:
         return secret
 
 
-def _take_batch_place(conn: Connection, batch_id: str) -> bool:
-    """One more running job for the batch, if it runs fewer than its concurrency."""
-    taken = conn.execute(
-        batches.update()
-        .where(batches.c.id == batch_id, batches.c.running < batches.c.concurrency)
-        .values(running=batches.c.running + 1)
-    )
-    return bool(taken.rowcount)
+def _take_batch_places(conn: Connection, wanted: Counter[str]) -> dict[str, int]:
+    """Running places for up to ``wanted[batch]`` more jobs of each batch, as many as its
+    concurrency leaves; batches in id order (the lock order every transaction uses)."""
+    given: dict[str, int] = {}
+    for batch_id, count in sorted(wanted.items()):
+        row = conn.execute(
+            sa.select(batches.c.running, batches.c.concurrency)
+            .where(batches.c.id == batch_id)
+            .with_for_update()
+        ).first()
+        take = 0 if row is None else max(0, min(count, row.concurrency - row.running))
+        if take:
+            conn.execute(
+                batches.update()
+                .where(batches.c.id == batch_id)
+                .values(running=batches.c.running + take)
+            )
+        given[batch_id] = take
+    return given

@@ -23,6 +23,7 @@ from imagegate.container import Services
 from imagegate.models import Job, new_id
 from imagegate.services.job_runs import JobRuns
 from imagegate.services.jobs import JobService
+from imagegate.services.webhook_deliveries import WebhookDeliveries
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,9 @@ class Worker:
         poll_seconds: float,
         shutdown_seconds: float,
         name: str | None = None,
+        webhooks: WebhookDeliveries | None = None,
     ) -> None:
+        self._webhooks = webhooks
         self._runs = runs
         self._jobs = jobs
         self._concurrency = concurrency
@@ -59,6 +62,7 @@ class Worker:
             poll_seconds=jobs.poll_seconds,
             shutdown_seconds=jobs.shutdown_seconds,
             name=name,
+            webhooks=services.webhooks,
         )
 
     def stop(self) -> None:
@@ -68,6 +72,7 @@ class Worker:
     async def run(self) -> None:
         """Work until ``stop()``; then finish or release the running jobs and return."""
         keeper = asyncio.create_task(self._keep_leases(), name=f"{self.owner}-leases")
+        sender = asyncio.create_task(self._send_webhooks(), name=f"{self.owner}-webhooks")
         try:
             while not self._stopping.is_set():
                 free = self._concurrency - len(self._running)
@@ -78,9 +83,10 @@ class Worker:
                     await self._idle()
         finally:
             await self._drain()
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            for task in (keeper, sender):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _claim(self, free: int) -> list[Job]:
         try:
@@ -123,6 +129,19 @@ class Worker:
                 await self._runs.recover()
             except Exception:
                 log.exception("%s could not renew its leases", self.owner)
+
+    async def _send_webhooks(self) -> None:
+        """Deliver due webhooks: at once while there are more, else every ``poll_seconds``."""
+        if self._webhooks is None:
+            return
+        while True:
+            try:
+                sent = await self._webhooks.send_due(self.owner)
+            except Exception:
+                log.exception("%s could not send webhooks", self.owner)
+                sent = 0
+            if not sent:
+                await asyncio.sleep(self._poll)
 
     async def _stop_job(self, job_id: str, *, canceled: bool) -> None:
         entry = self._running.get(job_id)

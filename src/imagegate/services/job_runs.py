@@ -89,7 +89,7 @@ class JobRuns:
 
     async def execute(self, job: Job, owner: str) -> None:
         """Run ``job`` to its end (or back to the queue); never raises but for cancellation."""
-        started = False
+        started = waited = False
 
         def on_start() -> None:
             nonlocal started
@@ -97,11 +97,20 @@ class JobRuns:
                 started = True
                 self._not_started[job.model] -= 1
 
+        def on_position(_: int) -> None:
+            # Claims take only what has room, so this is rare (the key's own slots are full):
+            # only then is the stage worth a write, and again when it starts.
+            nonlocal waited
+            if not waited:
+                waited = True
+                self._in_background(self._queue.set_stage(job.id, owner, "waiting"))
+
         def on_generating() -> None:
             on_start()
-            self._in_background(self._queue.set_stage(job.id, owner, "generating"))
+            if waited:
+                self._in_background(self._queue.set_stage(job.id, owner, "generating"))
 
-        watch = QueueWatch(on_start=on_generating)
+        watch = QueueWatch(on_position=on_position, on_start=on_generating)
         try:
             if job.key_id is None:
                 raise AuthenticationFailed("A job must be submitted with an API key.")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -107,7 +107,10 @@ class JobService:
         max_attempts: int,
         batch_concurrency: int,
         poll_seconds: float = 1.0,
+        check_webhook_url: Callable[[str], Awaitable[object]] | None = None,
     ) -> None:
+        self._check_webhook_url = check_webhook_url
+        """Refuses (``UnsafeUrl``) a webhook URL imagegate must not call (the SSRF guard)."""
         self._queue = queue
         self._generations = generations
         self._changes = changes
@@ -126,7 +129,7 @@ class JobService:
         job = await self._new_job(principal, request, options)
         await self._queue.enqueue([job])
         self._queued()
-        return await self._view(job)
+        return await self.view_of(job)
 
     async def submit_batch(
         self,
@@ -171,6 +174,8 @@ class JobService:
                 param="image",
             )
         spec, _ = self._generations.resolve(request)  # bad requests are refused now, not later
+        if options.webhook_url:
+            await self._check_webhook(principal, options.webhook_url)
         unknown = set(options.webhook_events) - set(WEBHOOK_EVENTS)
         if unknown:
             raise InvalidRequest(
@@ -193,6 +198,16 @@ class JobService:
             metadata=options.metadata,
         )
 
+    async def _check_webhook(self, principal: Principal, url: str) -> None:
+        if principal.key_id is None or await self._queue.webhook_secret(principal.key_id) is None:
+            raise InvalidRequest(
+                "This API key has no webhook signing secret (it was made before webhooks "
+                "existed); create a new key to use webhooks.",
+                param="webhook",
+            )
+        if self._check_webhook_url is not None:
+            await self._check_webhook_url(url)
+
     def _queued(self) -> None:
         self.submitted.set()
         self._changes.notify()
@@ -200,7 +215,7 @@ class JobService:
     # -- looking ------------------------------------------------------------------------------
 
     async def get(self, principal: Principal, job_id: str) -> JobView:
-        return await self._view(await self._own(principal, job_id))
+        return await self.view_of(await self._own(principal, job_id))
 
     async def page(
         self,
@@ -211,7 +226,7 @@ class JobService:
     ) -> tuple[list[JobView], str | None]:
         owner = None if principal.is_admin else principal.user_id
         found = await self._queue.page(owner, status, limit, cursor)
-        return [await self._view(job, with_result=False) for job in found.jobs], found.next_cursor
+        return [await self.view_of(job, with_result=False) for job in found.jobs], found.next_cursor
 
     async def wait(self, principal: Principal, job_id: str, seconds: float) -> JobView:
         """The job once finished, or as it is after ``seconds``."""
@@ -220,7 +235,7 @@ class JobService:
         while not job.status.finished and (left := deadline - time.monotonic()) > 0:
             await self._changes.wait(min(self._poll, left))
             job = await self._own(principal, job_id)
-        return await self._view(job)
+        return await self.view_of(job)
 
     async def follow(
         self, principal: Principal, job_id: str, idle_seconds: float
@@ -231,7 +246,7 @@ class JobService:
         last: tuple[object, ...] | None = None
         quiet_since = time.monotonic()
         while True:
-            view = await self._view(await self._own(principal, job_id))
+            view = await self.view_of(await self._own(principal, job_id))
             state = (view.job.status, view.job.stage, view.position)
             if state != last:
                 last = state
@@ -251,7 +266,7 @@ class JobService:
         if not job.status.finished:
             job = await self._queue.request_cancel(job.id, datetime.now(UTC)) or job
             self._changes.notify()
-        return await self._view(job)
+        return await self.view_of(job)
 
     async def batch(self, principal: Principal, batch_id: str) -> BatchView:
         batch = await self._queue.get_batch(batch_id)
@@ -259,7 +274,7 @@ class JobService:
             raise NotFound(f"No batch {batch_id!r}.", param="batch_id")
         counts = await self._queue.batch_counts(batch_id)
         page = await self._queue.page(None, None, len(batch.job_ids), None, batch_id=batch_id)
-        views = [await self._view(job) for job in sorted(page.jobs, key=lambda j: j.id)]
+        views = [await self.view_of(job) for job in sorted(page.jobs, key=lambda j: j.id)]
         return BatchView(batch, counts, tuple(views))
 
     async def _own(self, principal: Principal, job_id: str) -> Job:
@@ -268,7 +283,7 @@ class JobService:
             raise NotFound(f"No job {job_id!r}.", param="job_id")
         return job
 
-    async def _view(self, job: Job, *, with_result: bool = True) -> JobView:
+    async def view_of(self, job: Job, *, with_result: bool = True) -> JobView:
         if job.status is JobStatus.QUEUED:
             return JobView(job, position=await self._queue.position(job))
         if job.status is not JobStatus.SUCCEEDED or job.generation_id is None:

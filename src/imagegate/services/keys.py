@@ -8,11 +8,11 @@ a revoke in this process takes effect at once, one in another process within tha
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -21,7 +21,6 @@ from imagegate.errors import AuthenticationFailed, NotFound
 from imagegate.models import NO_LIMITS, ApiKey, Limits, Principal, Role, new_id
 
 SECRET_PREFIX = "ig_"  # noqa: S105 - a public marker, not a secret
-WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks marker
 DISPLAY_PREFIX_LENGTH = 11
 BOOTSTRAP_ADMIN = "admin"
 LOCAL_CLI_USER = "local-cli"
@@ -42,10 +41,17 @@ def hash_secret(secret: str) -> str:
 
 
 class KeyService:
-    def __init__(self, keys: KeyRepository, cache_seconds: float) -> None:
+    def __init__(
+        self,
+        keys: KeyRepository,
+        cache_seconds: float,
+        new_webhook_secret: Callable[[], str],
+    ) -> None:
+        self._new_webhook_secret = new_webhook_secret
         self._keys = keys
         self._cache_seconds = cache_seconds
         self._verified: dict[str, tuple[float, Principal]] = {}
+        self._by_id: dict[str, tuple[float, Principal]] = {}
 
     async def create(
         self,
@@ -67,7 +73,7 @@ class KeyService:
             created_at=datetime.now(UTC),
             limits=limits,
         )
-        webhook_secret = WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
+        webhook_secret = self._new_webhook_secret()
         await self._keys.insert_key(key, hash_secret(secret), webhook_secret)
         return IssuedKey(key=key, secret=secret, webhook_secret=webhook_secret)
 
@@ -79,6 +85,8 @@ class KeyService:
         if not revoked:
             raise NotFound(f"No active API key has the prefix {prefix!r}.", param="prefix")
         revoked_ids = {key.id for key in revoked}
+        for key_id in revoked_ids:
+            self._by_id.pop(key_id, None)
         self._verified = {
             h: entry for h, entry in self._verified.items() if entry[1].key_id not in revoked_ids
         }
@@ -90,12 +98,14 @@ class KeyService:
         if not updated:
             raise NotFound(f"No active API key has the prefix {prefix!r}.", param="prefix")
         self._verified.clear()  # limits travel with the cached principal
+        self._by_id.clear()
         return updated
 
     async def set_user_limits(self, user_name: str, limits: Limits) -> None:
         if not await self._keys.set_user_limits(user_name, limits):
             raise NotFound(f"No user {user_name!r}.", param="user")
         self._verified.clear()
+        self._by_id.clear()
 
     async def ensure_bootstrap_admin(self) -> IssuedKey | None:
         """On first start, issue the one admin key (returned once for printing); else None."""
@@ -132,10 +142,18 @@ class KeyService:
 
     async def principal_for_key(self, key_id: str) -> Principal:
         """The Principal of an active key by id (a job runs as the key that submitted it)."""
+        now = time.monotonic()
+        cached = self._by_id.get(key_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
         key = await self._keys.find_active_by_id(key_id)
         if key is None:
+            self._by_id.pop(key_id, None)
             raise AuthenticationFailed("The API key that submitted this job was revoked.")
-        return _principal(key)
+        principal = _principal(key)
+        if self._cache_seconds > 0:
+            self._by_id[key_id] = (now + self._cache_seconds, principal)
+        return principal
 
 
 def _principal(key: ApiKey) -> Principal:

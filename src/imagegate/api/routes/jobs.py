@@ -21,78 +21,17 @@ from imagegate.api.job_schemas import (
     JobObject,
 )
 from imagegate.api.rate_limits import AdmittedPrincipal
-from imagegate.api.rendering import images_payload
 from imagegate.api.routes.openai_images import ERRORS, cache_mode
-from imagegate.api.schemas import CreateImageRequest
 from imagegate.errors import ImagegateError, InvalidRequest
 from imagegate.models import GenerationRequest, JobStatus
-from imagegate.services.jobs import BatchView, JobOptions, JobView
+from imagegate.services.documents import batch_object, job_object
+from imagegate.services.jobs import JobOptions
 
 router = APIRouter(prefix="/v1", tags=["Jobs"])
 
 MAX_WAIT_SECONDS = 60
 KEEPALIVE_SECONDS = 5.0
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait=(\d+)")
-
-
-def _unix(value: object) -> int | None:
-    return None if value is None else int(value.timestamp())  # type: ignore[attr-defined]
-
-
-def job_object(view: JobView, base: str) -> dict[str, object]:
-    """A job as the API shows it (``base``: this gateway's URL, for the job's links)."""
-    job = view.job
-    generation = view.generation
-    result = None
-    if generation is not None and view.images:
-        result = images_payload(generation, view.images, created=_unix(job.finished_at))
-    error = None
-    if job.error is not None:
-        error = {"message": job.error.message, "type": job.error.type,
-                 "param": job.error.param, "code": job.error.code}  # fmt: skip
-    link = f"{base}/v1/jobs/{job.id}"
-    return {
-        "id": job.id,
-        "object": "job",
-        "status": job.status.value,
-        "model": job.model,
-        "position": view.position,
-        "stage": job.stage if job.status is JobStatus.RUNNING else None,
-        "priority": job.priority,
-        "attempts": job.attempts,
-        "max_attempts": job.max_attempts,
-        "created_at": _unix(job.created_at),
-        "started_at": _unix(job.started_at),
-        "finished_at": _unix(job.finished_at),
-        "batch_id": job.batch_id,
-        "generation_id": job.generation_id,
-        "cost_usd": None if generation is None else f"{generation.cost_micro_usd / 1_000_000:.6f}",
-        "cache": None if generation is None else generation.outcome.value,
-        "result": result,
-        "error": error,
-        "metadata": job.metadata,
-        "urls": {"self": link, "events": f"{link}/events", "cancel": f"{link}/cancel"},
-    }
-
-
-def batch_object(view: BatchView, base: str) -> dict[str, object]:
-    batch = view.batch
-    total = len(batch.job_ids)
-    waiting = view.counts.get(JobStatus.QUEUED, 0)
-    status = "finished" if view.finished == total else "queued" if waiting == total else "running"
-    return {
-        "id": batch.id,
-        "object": "batch",
-        "status": status,
-        "total": total,
-        "finished": view.finished,
-        "progress": round(view.finished / total, 4) if total else 1.0,
-        "counts": {s.value: view.counts.get(s, 0) for s in JobStatus},
-        "concurrency": batch.concurrency,
-        "created_at": _unix(batch.created_at),
-        "metadata": batch.metadata,
-        "jobs": [job_object(job, base) for job in view.jobs],
-    }
 
 
 def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -246,7 +185,7 @@ def _batch_requests(body: CreateBatchRequest) -> list[GenerationRequest]:
             "A batch needs requests (a list of generation requests), or request and prompts.",
             param="requests",
         )
-    template: CreateImageRequest = body.request
+    template = body.request
     return [template.model_copy(update={"prompt": p}).to_domain() for p in body.prompts]
 
 

@@ -16,7 +16,6 @@ from starlette.responses import Response
 from imagegate.api.deps import CurrentPrincipal, ServicesDep
 from imagegate.api.disconnect import watching_client
 from imagegate.api.rate_limits import AdmittedPrincipal
-from imagegate.api.rendering import images_payload
 from imagegate.api.schemas import (
     CreateImageEditForm,
     CreateImageEditJson,
@@ -30,6 +29,7 @@ from imagegate.api.schemas import (
 from imagegate.errors import InvalidRequest, UnsupportedParameter
 from imagegate.models import GenerationRequest, InputImage
 from imagegate.services.caching import CacheMode
+from imagegate.services.documents import images_payload
 from imagegate.services.generations import GenerationResult
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
