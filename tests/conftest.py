@@ -63,9 +63,9 @@ def postgres_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """One S3-compatible server (moto) on loopback for the whole run; tests take fresh buckets."""
-    server = S3Server().start()
+    server = S3Server(tmp_path_factory.mktemp("s3") / "moto.log").start()
     try:
         yield server
     finally:

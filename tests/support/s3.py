@@ -1,15 +1,20 @@
-"""A real S3-compatible server on loopback (moto's server mode) and a plain client to look
-inside its buckets, for the storage suites."""
+"""A real S3-compatible server on loopback (moto's server mode, in its own process), a plain
+client to look inside its buckets, and a proxy that cuts uploads short."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import json
+import subprocess
+import sys
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import boto3
-from moto.server import ThreadedMotoServer
+import httpx
+from tests.support.processes import free_port
 
 from imagegate.settings import S3Settings
 
@@ -19,21 +24,46 @@ REGION = "us-east-1"
 
 
 class S3Server:
-    """moto's S3 in a thread of the test process, on a free loopback port."""
+    """``moto_server`` (S3-compatible, in memory) as its own process on a loopback port.
 
-    def __init__(self) -> None:
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self.endpoint_url = ""
+    A separate process, so ``stop()`` is a real outage: connections are refused, and the
+    gateway's pooled ones die with it. ``start()`` again on the same port is a restart with an
+    empty store (moto keeps everything in memory)."""
+
+    def __init__(self, log: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self._log = log
+        self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> S3Server:
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        self.endpoint_url = f"http://{host}:{port}"
-        return self
+        with self._log.open("ab") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"moto_server exited early:\n{self._log.read_text()}")
+            try:
+                httpx.get(self.endpoint_url, timeout=1)
+                return self
+            except httpx.TransportError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"moto_server did not start:\n{self._log.read_text()}")
 
     def stop(self) -> None:
-        self._server.stop()
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
 
     def client(self) -> Any:
         """A boto3 client: what the tests check the bucket with, independent of imagegate."""
@@ -49,6 +79,17 @@ class S3Server:
         name = f"imagegate-{uuid.uuid4().hex[:16]}"
         self.client().create_bucket(Bucket=name)
         return name
+
+    def allow_public_reads(self, bucket: str) -> None:
+        """The bucket policy a public bucket or a CDN origin would have."""
+        statement = {
+            "Effect": "Allow",
+            "Principal": "*",
+            "Action": "s3:GetObject",
+            "Resource": f"arn:aws:s3:::{bucket}/*",
+        }
+        policy = {"Version": "2012-10-17", "Statement": [statement]}
+        self.client().put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
 
     def settings(self, bucket: str, **fields: Any) -> S3Settings:
         """Settings for ``bucket`` on this server (path-style: the endpoint is an address)."""

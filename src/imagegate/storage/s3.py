@@ -31,7 +31,7 @@ try:
     from aiobotocore.config import AioConfig
     from aiobotocore.session import get_session
     from botocore.exceptions import BotoCoreError, ClientError
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
+except ImportError as exc:
     raise ConfigurationError(
         "IMAGEGATE_STORAGE__BACKEND=s3 needs the S3 client: pip install 'imagegate[s3]'",
         param="IMAGEGATE_STORAGE__BACKEND",
@@ -94,6 +94,9 @@ class S3BlobStore:
             retries={"max_attempts": 3, "mode": "standard"},
             max_pool_connections=s.max_connections,
             s3={"addressing_style": s.addressing_style},
+            # SigV4 for presigned URLs too (botocore would sign us-east-1 links with SigV2,
+            # which newer regions and most S3-compatible stores refuse).
+            signature_version="s3v4",
             # Only the checksums a request needs: several S3-compatible stores refuse the
             # CRC32 trailers newer botocore adds by default. Content-MD5 is sent instead.
             request_checksum_calculation="when_required",
