@@ -17,8 +17,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+from collections.abc import Awaitable
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
@@ -46,6 +49,8 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 
 STREAM_CHUNK_BYTES = 64 * 1024
 
+T = TypeVar("T")
+
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
 _STORE_FAILURES = (BotoCoreError, ClientError, OSError)
 
@@ -56,6 +61,13 @@ class S3BlobStore:
             raise ConfigurationError(
                 "IMAGEGATE_STORAGE__BACKEND=s3 needs IMAGEGATE_STORAGE__S3__BUCKET",
                 param="IMAGEGATE_STORAGE__S3__BUCKET",
+            )
+        endpoint = urlsplit(settings.endpoint_url or "https://s3.amazonaws.com")
+        if endpoint.scheme not in {"http", "https"} or not endpoint.netloc:
+            raise ConfigurationError(
+                f"IMAGEGATE_STORAGE__S3__ENDPOINT_URL={settings.endpoint_url!r} is not an "
+                "http(s) URL",
+                param="IMAGEGATE_STORAGE__S3__ENDPOINT_URL",
             )
         self._settings = settings
         self._bucket = settings.bucket
@@ -113,21 +125,32 @@ class S3BlobStore:
     def _failure(self, action: str, exc: Exception) -> StorageError:
         return StorageError(f"S3 bucket {self._bucket!r}: could not {action}: {_describe(exc)}")
 
+    async def _ask(self, action: str, request: Awaitable[T]) -> T | None:
+        """The store's answer to ``request``; None when it says there is no such object; any
+        other failure as a StorageError that names ``action``."""
+        try:
+            return await request
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                return None
+            raise self._failure(action, exc) from exc
+        except _STORE_FAILURES as exc:
+            raise self._failure(action, exc) from exc
+
     async def put(self, key: str, data: bytes) -> None:
-        name = self._name(key)
         s3 = await self._s3()
-        digest = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+        upload = partial(
+            s3.put_object,
+            Bucket=self._bucket,
+            Key=self._name(key),
+            Body=data,
+            ContentMD5=base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode(),
+            ContentType=mime_for_key(key),
+            CacheControl=IMMUTABLE,
+        )
         try:
             try:
-                await s3.put_object(
-                    Bucket=self._bucket,
-                    Key=name,
-                    Body=data,
-                    ContentMD5=digest,
-                    ContentType=mime_for_key(key),
-                    CacheControl=IMMUTABLE,
-                    IfNoneMatch="*",
-                )
+                await upload(IfNoneMatch="*")
             except ClientError as exc:
                 code = _code(exc)
                 if code in {"PreconditionFailed", "412"}:
@@ -136,14 +159,7 @@ class S3BlobStore:
                     raise
                 # Another upload of this key is in flight and may yet fail: store it without
                 # the condition rather than trust that one.
-                await s3.put_object(
-                    Bucket=self._bucket,
-                    Key=name,
-                    Body=data,
-                    ContentMD5=digest,
-                    ContentType=mime_for_key(key),
-                    CacheControl=IMMUTABLE,
-                )
+                await upload()
         except _STORE_FAILURES as exc:
             raise self._failure("store image", exc) from exc
 
@@ -151,16 +167,13 @@ class S3BlobStore:
         if not is_valid_key(key):
             return None
         s3 = await self._s3()
-        try:
-            response = await s3.get_object(Bucket=self._bucket, Key=self._name(key))
-            async with response["Body"] as body:
-                return await body.read()
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
-                return None
-            raise self._failure("read image", exc) from exc
-        except _STORE_FAILURES as exc:
-            raise self._failure("read image", exc) from exc
+        response = await self._ask(
+            "read image", s3.get_object(Bucket=self._bucket, Key=self._name(key))
+        )
+        if response is None:
+            return None
+        async with response["Body"] as body:
+            return await self._ask("read image", body.read())
 
     async def open(self, key: str) -> BlobStream | BlobLink | None:
         if not is_valid_key(key):
@@ -168,14 +181,11 @@ class S3BlobStore:
         if self._settings.delivery == "redirect":
             return await self._link(key)
         s3 = await self._s3()
-        try:
-            response = await s3.get_object(Bucket=self._bucket, Key=self._name(key))
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
-                return None
-            raise self._failure("read image", exc) from exc
-        except _STORE_FAILURES as exc:
-            raise self._failure("read image", exc) from exc
+        response = await self._ask(
+            "read image", s3.get_object(Bucket=self._bucket, Key=self._name(key))
+        )
+        if response is None:
+            return None
         body = response["Body"]
         return BlobStream(
             size=response["ContentLength"],
@@ -190,38 +200,27 @@ class S3BlobStore:
             return None
         s3 = await self._s3()
         seconds = self._settings.presign_seconds
-        try:
-            url = await s3.generate_presigned_url(
-                "get_object",
-                Params={"Bucket": self._bucket, "Key": self._name(key)},
-                ExpiresIn=seconds,
-            )
-        except _STORE_FAILURES as exc:
-            raise self._failure("sign a URL", exc) from exc
-        return BlobLink(url=url, expires_seconds=seconds)
+        params = {"Bucket": self._bucket, "Key": self._name(key)}
+        url = await self._ask(
+            "sign a URL", s3.generate_presigned_url("get_object", Params=params, ExpiresIn=seconds)
+        )
+        return None if url is None else BlobLink(url=url, expires_seconds=seconds)
 
     async def exists(self, key: str) -> bool:
         if not is_valid_key(key):
             return False
         s3 = await self._s3()
-        try:
-            await s3.head_object(Bucket=self._bucket, Key=self._name(key))
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
-                return False
-            raise self._failure("look up image", exc) from exc
-        except _STORE_FAILURES as exc:
-            raise self._failure("look up image", exc) from exc
-        return True
+        found = await self._ask(
+            "look up image", s3.head_object(Bucket=self._bucket, Key=self._name(key))
+        )
+        return found is not None
 
     async def delete(self, key: str) -> None:
-        if not is_valid_key(key):
-            return
-        s3 = await self._s3()
-        try:
-            await s3.delete_object(Bucket=self._bucket, Key=self._name(key))
-        except _STORE_FAILURES as exc:
-            raise self._failure("delete image", exc) from exc
+        if is_valid_key(key):
+            s3 = await self._s3()
+            await self._ask(
+                "delete image", s3.delete_object(Bucket=self._bucket, Key=self._name(key))
+            )
 
     async def check(self) -> None:
         """HeadBucket: the bucket exists and these credentials may use it."""

@@ -35,9 +35,17 @@ def test_image_urls_are_the_gateways_unless_a_public_base_is_set(
     assert store.url_for(KEY) == url
 
 
-def test_a_bucket_is_required() -> None:
-    with pytest.raises(ConfigurationError, match="IMAGEGATE_STORAGE__S3__BUCKET"):
-        S3BlobStore(S3Settings(), "https://gw.example")
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        (S3Settings(), "IMAGEGATE_STORAGE__S3__BUCKET"),
+        (S3Settings(bucket="b", endpoint_url="minio:9000"), "IMAGEGATE_STORAGE__S3__ENDPOINT_URL"),
+        (S3Settings(bucket="b", endpoint_url="ftp://x"), "IMAGEGATE_STORAGE__S3__ENDPOINT_URL"),
+    ],
+)
+def test_a_store_that_cannot_work_stops_start_up(settings: S3Settings, named: str) -> None:
+    with pytest.raises(ConfigurationError, match=named):
+        S3BlobStore(settings, "https://gw.example")
 
 
 def test_settings_come_from_the_environment_and_hide_the_credentials(
