@@ -1,14 +1,16 @@
-"""Shared fixtures: real SQLite files, real local storage, a fresh app per test."""
+"""Shared fixtures: real SQLite files, real local storage, a real S3 server, a fresh app per
+test."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from tests.support import DataDir
+from tests.support.s3 import S3Server
 
 from imagegate.api.app import create_app
 from imagegate.container import Services, build_services
@@ -58,3 +60,13 @@ def postgres_url() -> str:
             pytest.fail("CI must set IMAGEGATE_TEST_POSTGRES_URL (see .ci/run)")
         pytest.skip("PostgreSQL suite: set IMAGEGATE_TEST_POSTGRES_URL to run it")
     return url
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """One S3-compatible server (moto) on loopback for the whole run; tests take fresh buckets."""
+    server = S3Server(tmp_path_factory.mktemp("s3") / "moto.log").start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -28,7 +28,6 @@ from imagegate.db.generations import SqlGenerationRepository
 from imagegate.db.idempotency import SqlIdempotencyRepository
 from imagegate.db.keys import SqlKeyRepository
 from imagegate.db.usage import SqlUsageRepository
-from imagegate.errors import ConfigurationError
 from imagegate.limits.base import RateLimiter
 from imagegate.limits.memory import MemoryRateLimiter
 from imagegate.outbound.client import new_outbound_client
@@ -79,10 +78,9 @@ class Services:
 def _build_blob_store(settings: Settings) -> BlobStore:
     if settings.storage.backend == "local":
         return LocalBlobStore(settings.storage_root, settings.base_url)
-    raise ConfigurationError(
-        f"IMAGEGATE_STORAGE__BACKEND={settings.storage.backend!r} is not supported; use 'local'.",
-        param="IMAGEGATE_STORAGE__BACKEND",
-    )
+    from imagegate.storage.s3 import S3BlobStore  # aiobotocore only when asked for
+
+    return S3BlobStore(settings.storage.s3, settings.base_url)
 
 
 def _semantic_index(settings: Settings) -> SemanticIndex | None:
@@ -110,6 +108,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         assembly = build_router(settings, http_client)
     except BaseException:
         await http_client.aclose()
+        await blobs.aclose()
         raise
     router = assembly.router
     engine = create_engine(settings.database_url, settings.database)
@@ -228,3 +227,4 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         await router.aclose()
         await http_client.aclose()
         await engine.dispose()
+        await blobs.aclose()

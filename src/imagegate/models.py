@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from hashlib import sha256
@@ -232,6 +233,25 @@ class StoredImage:
     height: int
     byte_size: int
     revised_prompt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BlobStream:
+    """A stored blob being read in chunks, so the gateway passes an image on without holding
+    it whole. Whoever takes one must call ``aclose`` when done (exhausted or not): it gives the
+    connection back to the store."""
+
+    size: int
+    chunks: AsyncIterator[bytes]
+    aclose: Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class BlobLink:
+    """A short-lived URL from which the store itself serves a blob (an S3 presigned URL)."""
+
+    url: str
+    expires_seconds: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,11 +35,55 @@ class DatabaseSettings(BaseModel):
     echo: bool = Field(default=False, description="Log every SQL statement (debugging only).")
 
 
+class S3Settings(BaseModel):
+    """An S3-compatible bucket (AWS, MinIO, Cloudflare R2, Ceph, ...); needs the `s3` extra."""
+
+    bucket: str | None = Field(default=None, description="Bucket name (required for `s3`).")
+    prefix: str = Field(
+        default="", description="Key prefix inside the bucket, e.g. `imagegate/`; default: none."
+    )
+    endpoint_url: str | None = Field(
+        default=None,
+        description="The store's endpoint, e.g. http://minio:9000; default: AWS for the region.",
+    )
+    region: str = Field(default="us-east-1", description="Region the requests are signed for.")
+    access_key_id: SecretStr | None = Field(
+        default=None,
+        description="Default: the AWS credential chain (AWS_* variables, profile, instance role).",
+    )
+    secret_access_key: SecretStr | None = Field(default=None)
+    addressing_style: Literal["auto", "path", "virtual"] = Field(
+        default="auto",
+        description="path: ENDPOINT/BUCKET/KEY (MinIO and most self-hosted stores); virtual: "
+        "BUCKET.ENDPOINT/KEY; auto: botocore decides.",
+    )
+    delivery: Literal["stream", "redirect"] = Field(
+        default="stream",
+        description="How /files/{key} serves an image: stream it through the gateway (the "
+        "bucket stays private), or redirect (307) to a short-lived presigned URL.",
+    )
+    presign_seconds: int = Field(
+        default=300, ge=1, le=604800, description="Lifetime of a presigned URL (redirect)."
+    )
+    public_base_url: str | None = Field(
+        default=None,
+        description="Public or CDN base URL of the bucket: image URLs become BASE/PREFIX+KEY "
+        "instead of the gateway's /files/KEY.",
+    )
+    timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Connect and read timeout of one S3 call."
+    )
+    max_connections: int = Field(default=64, ge=1, description="Connections kept to the store.")
+
+
 class StorageSettings(BaseModel):
-    backend: str = Field(default="local", description="Where image bytes live: `local`.")
+    backend: Literal["local", "s3"] = Field(
+        default="local", description="Where image bytes live: `local` disk or `s3`."
+    )
     root: Path | None = Field(
         default=None, description="Local storage folder; default: `files/` in the data dir."
     )
+    s3: S3Settings = S3Settings()
 
 
 ProviderKind = Literal[

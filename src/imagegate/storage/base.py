@@ -6,7 +6,7 @@ import hashlib
 import re
 from typing import Protocol
 
-from imagegate.models import OutputFormat
+from imagegate.models import BlobLink, BlobStream, OutputFormat
 
 _MIME_BY_EXTENSION = {f.value: f.mime for f in OutputFormat}
 _KEY_PATTERN = re.compile(r"^[0-9a-f]{64}\.(?:png|jpeg|webp)$")
@@ -37,6 +37,11 @@ class BlobStore(Protocol):
         """The bytes under ``key``, or None when there are none."""
         ...
 
+    async def open(self, key: str) -> bytes | BlobStream | BlobLink | None:
+        """How ``/files/{key}`` should hand ``key`` out: the bytes, a stream of them, or a
+        short-lived link to the store itself; None when there is no such blob."""
+        ...
+
     async def exists(self, key: str) -> bool: ...
 
     async def delete(self, key: str) -> None: ...
@@ -47,4 +52,8 @@ class BlobStore(Protocol):
 
     async def check(self) -> None:
         """Raise ``Unavailable`` when the store cannot be written (used by /readyz)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; the container calls it on shutdown."""
         ...

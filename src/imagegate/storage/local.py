@@ -66,6 +66,10 @@ class LocalBlobStore:
             return None
         return await asyncio.to_thread(self._read, key)
 
+    async def open(self, key: str) -> bytes | None:
+        # Images are small enough that one read beats streaming them from a thread.
+        return await self.get(key)
+
     async def exists(self, key: str) -> bool:
         return is_valid_key(key) and await asyncio.to_thread(self._path(key).exists)
 
@@ -76,3 +80,6 @@ class LocalBlobStore:
     async def check(self) -> None:
         if not os.access(self._root, os.W_OK):
             raise Unavailable(f"storage folder {self._root} is not writable")
+
+    async def aclose(self) -> None:
+        """Nothing to release: every file is closed when its read or write ends."""

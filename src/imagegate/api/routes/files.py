@@ -1,14 +1,18 @@
 """``GET /files/{key}``: permanent, public, immutable image URLs.
 
 Keys are content hashes, so a key's bytes never change: clients and CDNs may cache forever.
+Depending on the storage backend the bytes come from memory, are streamed through from the
+store, or the client is sent (307) to a short-lived presigned URL of the store.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from starlette.responses import Response
+from starlette.background import BackgroundTask
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from imagegate.api.deps import ServicesDep
+from imagegate.models import BlobLink, BlobStream
 
 router = APIRouter(tags=["Files"])
 
@@ -17,9 +21,23 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 
 @router.api_route("/files/{key}", methods=["GET", "HEAD"], summary="Fetch a stored image")
 async def get_file(key: str, request: Request, services: ServicesDep) -> Response:
-    data, mime = await services.image_files.read(key)
-    etag = f'"{key.partition(".")[0]}"'
-    headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
-    if etag in request.headers.get("if-none-match", ""):
+    file = await services.image_files.open(key)
+    body = file.body
+    headers = {"ETag": file.etag, "Cache-Control": IMMUTABLE}
+    if file.etag in request.headers.get("if-none-match", ""):
+        if isinstance(body, BlobStream):
+            await body.aclose()
         return Response(status_code=304, headers=headers)
-    return Response(data, media_type=mime, headers=headers)
+    if isinstance(body, BlobLink):
+        # The link expires, so the redirect may be reused for half its life at most.
+        cache = f"private, max-age={body.expires_seconds // 2}"
+        return RedirectResponse(body.url, 307, headers={"Cache-Control": cache})
+    if isinstance(body, bytes):
+        return Response(body, media_type=file.mime, headers=headers)
+    headers["Content-Length"] = str(body.size)
+    if request.method == "HEAD":
+        await body.aclose()
+        return Response(media_type=file.mime, headers=headers)
+    return StreamingResponse(
+        body.chunks, media_type=file.mime, headers=headers, background=BackgroundTask(body.aclose)
+    )
