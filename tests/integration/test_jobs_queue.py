@@ -95,15 +95,16 @@ async def test_twenty_jobs_start_in_the_order_they_were_queued(
     assert [view.position for view in views] == list(range(1, 21))
     last = views[-1].job.id
     positions: list[int] = []
+    first_seen = asyncio.Event()
 
     async def follow() -> None:
         async for view in services.jobs.follow(alice, last, 60):
             if view is not None and view.position is not None:
                 positions.append(view.position)
+                first_seen.set()
 
     follower = asyncio.create_task(follow())
-    while not positions:  # it has seen where the job starts from
-        await asyncio.sleep(0.01)
+    await first_seen.wait()  # it has seen where the job starts from
     worker = _worker(services)
     running = asyncio.create_task(worker.run())
     try:
