@@ -6,6 +6,9 @@ Lua script drops expired holders, counts, and adds the new one atomically, so a 
 dies mid-generation leaks a slot for ``ttl_seconds`` at most (an INCR/DECR counter would leak it
 for as long as traffic keeps refreshing its TTL). Windows use the replicas' clocks: keep them
 in sync (NTP). Needs the ``redis`` extra: ``pip install 'imagegate[redis]'``.
+
+``connection_pool`` builds the one pool this limiter and the Redis cache tier
+(``cache/redis.py``) share; the container owns it and disconnects it last.
 """
 
 from __future__ import annotations
@@ -38,15 +41,28 @@ return 1
 """
 
 
+def connection_pool(url: str, timeout_seconds: float) -> aioredis.ConnectionPool:
+    """Connections to ``url`` that give up after ``timeout_seconds`` (connect and each reply):
+    an unreachable Redis must cost a request a bounded wait, never a hang."""
+    try:
+        return aioredis.ConnectionPool.from_url(
+            url, socket_connect_timeout=timeout_seconds, socket_timeout=timeout_seconds
+        )
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"IMAGEGATE_REDIS_URL is not a Redis URL ({exc}); use redis://host:6379/0",
+            param="IMAGEGATE_REDIS_URL",
+        ) from None
+
+
 class RedisRateLimiter:
-    def __init__(self, url: str, prefix: str = "imagegate") -> None:
-        self._pool = aioredis.ConnectionPool.from_url(url)
-        self._redis = aioredis.Redis(connection_pool=self._pool)
+    def __init__(self, pool: aioredis.ConnectionPool, prefix: str = "imagegate") -> None:
+        self._redis = aioredis.Redis(connection_pool=pool)
         storage = RedisStorage(
-            f"async+{url}",
+            "async+redis://",  # only picks the driver: the connections come from ``pool``
             implementation="redispy",
             key_prefix=f"{prefix}:window",
-            connection_pool=self._pool,  # type: ignore[arg-type]  # limits under-annotates
+            connection_pool=pool,  # type: ignore[arg-type]  # limits under-annotates
         )
         self._windows = MovingWindowRateLimiter(storage)
         self._acquire = self._redis.register_script(_ACQUIRE_SLOT)
@@ -75,5 +91,4 @@ class RedisRateLimiter:
         await self._redis.zrem(f"{self._prefix}:{key}", holder)
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
-        await self._pool.disconnect()
+        await self._redis.aclose()  # the pool is the container's: it disconnects it
