@@ -8,7 +8,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from redis.exceptions import RedisError
 from tests.support import DataDir
+from tests.support.redis import delete_prefix, ping, unique_prefix
 
 from imagegate.api.app import create_app
 from imagegate.container import Services, build_services
@@ -58,3 +60,28 @@ def postgres_url() -> str:
             pytest.fail("CI must set IMAGEGATE_TEST_POSTGRES_URL (see .ci/run)")
         pytest.skip("PostgreSQL suite: set IMAGEGATE_TEST_POSTGRES_URL to run it")
     return url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis server the Redis suites use; required in CI, skipped elsewhere."""
+    url = os.environ.get("IMAGEGATE_TEST_REDIS_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("CI must set IMAGEGATE_TEST_REDIS_URL (see .ci/run)")
+        pytest.skip("Redis suite: set IMAGEGATE_TEST_REDIS_URL to run it")
+    return url
+
+
+@pytest.fixture
+async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
+    """A key prefix of this test's own on the shared Redis; its keys are deleted afterwards."""
+    try:
+        await ping(redis_url)
+    except (RedisError, OSError) as exc:
+        pytest.fail(f"Redis at {redis_url} is not reachable: {exc}")
+    prefix = unique_prefix()
+    try:
+        yield prefix
+    finally:
+        await delete_prefix(redis_url, prefix)

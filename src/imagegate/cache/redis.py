@@ -20,7 +20,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import orjson
@@ -45,12 +45,14 @@ FORMAT = "v1"
 ``StoredImage`` gained a field) does not decode: it is dropped, and SQL answers."""
 
 _IMAGE_FIELDS = tuple(field.name for field in dataclasses.fields(StoredImage))
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)  # integer microseconds: exact, unlike float seconds
 
 
 def encode(result: CachedResult) -> bytes:
-    """``[generation, cost, expires (epoch s) or null, [[hash, key, mime, w, h, bytes,
+    """``[generation, cost, expires (epoch µs) or null, [[hash, key, mime, w, h, bytes,
     revised prompt], ...]]``: positional, so an entry is a few hundred bytes."""
-    expires = result.expires_at.timestamp() if result.expires_at else None
+    expires = None if result.expires_at is None else (result.expires_at - _EPOCH) // _MICROSECOND
     images = [[getattr(image, name) for name in _IMAGE_FIELDS] for image in result.images]
     return orjson.dumps([result.generation_id, result.cost_micro_usd, expires, images])
 
@@ -64,7 +66,7 @@ def decode(raw: bytes | str) -> CachedResult:
             StoredImage(**dict(zip(_IMAGE_FIELDS, fields, strict=True))) for fields in images
         ),
         cost_micro_usd=int(cost),
-        expires_at=None if expires is None else datetime.fromtimestamp(expires, UTC),
+        expires_at=None if expires is None else _EPOCH + int(expires) * _MICROSECOND,
     )
 
 
