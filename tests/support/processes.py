@@ -40,6 +40,15 @@ def run_cli(
     )
 
 
+def table_row(stdout: str, label: str) -> list[str]:
+    """The cells of the table row (as the CLI prints it) whose first cell is ``label``."""
+    for line in stdout.splitlines():
+        cells = [cell.strip() for cell in line.strip("│┃ ").split("│")]
+        if cells[0] == label:
+            return cells
+    raise AssertionError(f"no row {label!r} in:\n{stdout}")
+
+
 class ServerProcess:
     """``imagegate serve`` on a free loopback port, stopped with SIGTERM."""
 

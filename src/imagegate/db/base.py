@@ -18,6 +18,7 @@ from imagegate.models import (
     FlightState,
     Generation,
     Limits,
+    RateLimits,
     Role,
 )
 
@@ -47,8 +48,11 @@ class KeyRepository(Protocol):
 
     async def count_active_admin_keys(self) -> int: ...
 
-    async def set_key_limits(self, prefix: str, limits: Limits) -> list[ApiKey]:
-        """Replace the limits of the active keys with ``prefix``; return them."""
+    async def set_key_limits(
+        self, prefix: str, limits: Limits, rate_limits: RateLimits
+    ) -> list[ApiKey]:
+        """Replace the limits (budgets, quotas and traffic limits) of the active keys with
+        ``prefix``; return them."""
         ...
 
     async def set_user_limits(self, user_name: str, limits: Limits) -> bool:
