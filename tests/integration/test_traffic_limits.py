@@ -21,6 +21,7 @@ import httpx
 import pytest
 from tests.fakes.openai import build_openai_fake
 from tests.fakes.server import FakeServer, FakeState, Fault, InFlightMeter
+from tests.support.processes import free_port
 
 from imagegate.api.app import create_app
 from imagegate.container import build_services
@@ -212,3 +213,21 @@ async def test_a_full_model_line_is_refused_at_once_with_queue_full(
     assert {r.json()["error"]["code"] for r in refused} == {"queue_full"}
     assert all(int(r.headers["retry-after"]) >= 1 for r in refused)
     assert meter.peak == 1
+
+
+async def test_with_redis_unreachable_a_limited_request_is_a_503_to_retry(tmp_path: Path) -> None:
+    """Limits fail closed for now (the cache fails open): a clear 503, never a 500."""
+    settings = Settings(data_dir=tmp_path / "data", redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    async with build_services(settings) as services:
+        issued = await services.keys.create("limited")
+        transport = httpx.ASGITransport(app=create_app(services))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            answer = await client.post(
+                "/v1/images/generations",
+                json={"model": "builtin", "prompt": "a fox", "size": "256x256"},
+                headers={"Authorization": f"Bearer {issued.secret}"},
+            )
+    assert answer.status_code == 503
+    assert answer.json()["error"]["code"] == "service_unavailable"
+    assert answer.headers["retry-after"] == "5"
+    assert "127.0.0.1" not in answer.text
