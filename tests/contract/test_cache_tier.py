@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from redis.asyncio import ConnectionPool
 
 from imagegate.cache.base import CacheTier
 from imagegate.cache.memory import MemoryCache
@@ -39,17 +40,12 @@ def memory_tier() -> CacheTier:
 
 
 @pytest.fixture
-async def redis_tier(redis_url: str, redis_prefix: str) -> AsyncIterator[CacheTier]:
+async def redis_tier(redis_pool: ConnectionPool, redis_prefix: str) -> AsyncIterator[CacheTier]:
     from imagegate.cache.redis import RedisCache
-    from imagegate.limits.redis import connection_pool
 
-    pool = connection_pool(redis_url, timeout_seconds=2)
-    redis_cache = RedisCache(pool, prefix=redis_prefix, max_seconds=3600)
-    try:
-        yield redis_cache
-    finally:
-        await redis_cache.aclose()
-        await pool.disconnect()
+    redis_cache = RedisCache(redis_pool, prefix=redis_prefix, max_seconds=3600)
+    yield redis_cache
+    await redis_cache.aclose()
 
 
 @pytest.fixture(params=["memory", "redis"])

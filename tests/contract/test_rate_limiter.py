@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from redis.asyncio import ConnectionPool
 
 from imagegate.limits.base import RateLimiter
 from imagegate.limits.memory import MemoryRateLimiter
@@ -23,16 +24,14 @@ def memory_limiter() -> RateLimiter:
 
 
 @pytest.fixture
-async def redis_limiter(redis_url: str, redis_prefix: str) -> AsyncIterator[RateLimiter]:
-    from imagegate.limits.redis import RedisRateLimiter, connection_pool
+async def redis_limiter(
+    redis_pool: ConnectionPool, redis_prefix: str
+) -> AsyncIterator[RateLimiter]:
+    from imagegate.limits.redis import RedisRateLimiter
 
-    pool = connection_pool(redis_url, timeout_seconds=2)
-    limiter = RedisRateLimiter(pool, redis_prefix)
-    try:
-        yield limiter
-    finally:
-        await limiter.aclose()
-        await pool.disconnect()
+    limiter = RedisRateLimiter(redis_pool, redis_prefix)
+    yield limiter
+    await limiter.aclose()
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -142,12 +141,11 @@ async def test_in_redis_a_slot_nobody_releases_frees_itself_after_its_ttl(
 
 
 async def test_in_redis_two_replicas_share_windows_and_slots(
-    redis_url: str, redis_prefix: str, redis_limiter: RateLimiter
+    redis_pool: ConnectionPool, redis_prefix: str, redis_limiter: RateLimiter
 ) -> None:
-    from imagegate.limits.redis import RedisRateLimiter, connection_pool
+    from imagegate.limits.redis import RedisRateLimiter
 
-    pool = connection_pool(redis_url, timeout_seconds=2)
-    other = RedisRateLimiter(pool, redis_prefix)
+    other = RedisRateLimiter(redis_pool, redis_prefix)  # another replica's, on the same Redis
     try:
         states = await asyncio.gather(
             *((redis_limiter if i % 2 else other).hit("requests:shared", 10) for i in range(16))
@@ -159,4 +157,3 @@ async def test_in_redis_two_replicas_share_windows_and_slots(
         assert await other.acquire_slot("generations:shared", 1, "two", 60)
     finally:
         await other.aclose()
-        await pool.disconnect()

@@ -169,6 +169,10 @@ class InFlightMeter:
             self.now -= 1
 
 
+MeteredFake = tuple[FakeState, InFlightMeter, str]
+"""A running fake's state (call log, faults), its in-flight meter and its base URL."""
+
+
 async def apply_timing_fault(fault: Fault | None) -> None:
     """Every fault waits its ``seconds`` first (latency and hang are nothing but that); the
     others then shape the answer, which is each fake's job."""

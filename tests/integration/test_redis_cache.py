@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -86,27 +86,33 @@ def _key(services: Services) -> str:
     return cache_key(normalize_request(REQUEST, services.generations.resolve(REQUEST)[0]))
 
 
-async def _in_redis(url: str, prefix: str, key: str) -> tuple[CachedResult | None, int]:
-    """The entry Redis holds for ``key`` (global scope) and its time to live in ms."""
-    client = aioredis.Redis.from_url(url)
-    try:
-        name = f"{prefix}:cache:v1:*:{key}"
-        raw, ttl_ms = await client.get(name), await client.pttl(name)
-    finally:
-        await client.aclose()
-    return (None if raw is None else decode(raw)), ttl_ms
+InRedis = Callable[[str], Awaitable[tuple[CachedResult | None, int]]]
+
+
+@pytest.fixture
+def in_redis(redis_url: str, redis_prefix: str) -> InRedis:
+    """``await in_redis(key)``: the entry Redis holds for ``key`` (global scope), and its time
+    to live in ms."""
+
+    async def read(key: str) -> tuple[CachedResult | None, int]:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            name = f"{redis_prefix}:cache:v1:*:{key}"
+            raw, ttl_ms = await client.get(name), await client.pttl(name)
+        finally:
+            await client.aclose()
+        return (None if raw is None else decode(raw)), ttl_ms
+
+    return read
 
 
 async def test_a_replica_serves_what_another_made_with_one_upstream_call(
-    replicas: tuple[Services, Services],
-    upstream: tuple[FakeState, str],
-    redis_url: str,
-    redis_prefix: str,
+    replicas: tuple[Services, Services], upstream: tuple[FakeState, str], in_redis: InRedis
 ) -> None:
     first, second = replicas
     alice = await _user(first)
     made = await first.generations.generate(alice, REQUEST)
-    entry, ttl_ms = await _in_redis(redis_url, redis_prefix, _key(first))
+    entry, ttl_ms = await in_redis(_key(first))
     assert entry is not None
     assert entry.generation_id == made.generation.id
     assert entry.images == made.generation.images
@@ -118,10 +124,7 @@ async def test_a_replica_serves_what_another_made_with_one_upstream_call(
 
 
 async def test_a_refresh_on_one_replica_replaces_the_entry_for_every_replica(
-    replicas: tuple[Services, Services],
-    upstream: tuple[FakeState, str],
-    redis_url: str,
-    redis_prefix: str,
+    replicas: tuple[Services, Services], upstream: tuple[FakeState, str], in_redis: InRedis
 ) -> None:
     first, second = replicas
     alice = await _user(first)
@@ -129,7 +132,7 @@ async def test_a_refresh_on_one_replica_replaces_the_entry_for_every_replica(
     assert (await second.generations.generate(alice, REQUEST)).cache_status == "hit"
     fresh = await first.generations.generate(alice, REQUEST, CacheMode.REFRESH)
     assert fresh.generation.id != old.generation.id
-    entry, _ = await _in_redis(redis_url, redis_prefix, _key(first))
+    entry, _ = await in_redis(_key(first))
     assert entry is not None
     assert entry.generation_id == fresh.generation.id
     seen = await second.generations.generate(alice, REQUEST)
@@ -138,7 +141,11 @@ async def test_a_refresh_on_one_replica_replaces_the_entry_for_every_replica(
 
 
 async def test_an_entry_only_in_sql_is_copied_into_redis_for_its_ttl_at_most(
-    tmp_path: Path, upstream: tuple[FakeState, str], redis_url: str, redis_prefix: str
+    tmp_path: Path,
+    upstream: tuple[FakeState, str],
+    redis_url: str,
+    redis_prefix: str,
+    in_redis: InRedis,
 ) -> None:
     """Entries made before Redis was configured (or after it lost them) warm it up."""
     state, url = upstream
@@ -146,14 +153,14 @@ async def test_an_entry_only_in_sql_is_copied_into_redis_for_its_ttl_at_most(
         alice = await _user(before)
         made = await before.generations.generate(alice, REQUEST)
         key = _key(before)
-    assert (await _in_redis(redis_url, redis_prefix, key))[0] is None
+    assert (await in_redis(key))[0] is None
     settings = _settings(
         tmp_path, url, redis_url, redis_prefix=redis_prefix, cache={"redis_seconds": 600}
     )
     async with build_services(settings) as after:
         hit = await after.generations.generate(alice, REQUEST)
     assert hit.generation.source_generation_id == made.generation.id
-    entry, ttl_ms = await _in_redis(redis_url, redis_prefix, key)
+    entry, ttl_ms = await in_redis(key)
     assert entry is not None
     assert entry.generation_id == made.generation.id
     assert 590_000 < ttl_ms <= 600_000
@@ -220,11 +227,10 @@ async def test_the_tier_comes_back_by_itself_when_redis_does(
 
 
 async def test_an_unreadable_value_is_a_miss_and_is_dropped(
-    redis_url: str, redis_prefix: str
+    redis_url: str, redis_pool: aioredis.ConnectionPool, redis_prefix: str
 ) -> None:
-    pool = connection_pool(redis_url, timeout_seconds=2)
-    tier = RedisCache(pool, prefix=redis_prefix, max_seconds=60)
-    client = aioredis.Redis(connection_pool=pool)
+    tier = RedisCache(redis_pool, prefix=redis_prefix, max_seconds=60)
+    client = aioredis.Redis(connection_pool=redis_pool)
     try:
         await client.set(tier.key("*", "k"), b"not what imagegate writes")
         assert await tier.get("*", "k") is None
@@ -236,4 +242,3 @@ async def test_an_unreadable_value_is_a_miss_and_is_dropped(
     finally:
         await client.aclose()
         await tier.aclose()
-        await pool.disconnect()

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from tests.fakes.openai import build_openai_fake
-from tests.fakes.server import FakeServer, FakeState, Fault, InFlightMeter
+from tests.fakes.server import Fault, MeteredFake
 from tests.support.processes import free_port
 
 from imagegate.api.app import create_app
@@ -42,14 +41,6 @@ def reset_seconds(header: str) -> float:
     return int(minutes or 0) * 60 + int(seconds or 0)
 
 
-@pytest.fixture
-def upstream() -> Iterator[tuple[FakeState, InFlightMeter, str]]:
-    state = FakeState()
-    meter = InFlightMeter(build_openai_fake(state))
-    with FakeServer(meter) as server:
-        yield state, meter, server.base_url
-
-
 @pytest.fixture(params=["memory", "redis"])
 def backend(request: pytest.FixtureRequest) -> dict[str, Any]:
     """Settings that pick the limiter: this process's memory, or the test's own Redis keys."""
@@ -63,12 +54,12 @@ def backend(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 @pytest.fixture
 def open_gateway(
-    tmp_path: Path, upstream: tuple[FakeState, InFlightMeter, str], backend: dict[str, Any]
+    tmp_path: Path, metered_upstream: MeteredFake, backend: dict[str, Any]
 ) -> OpenGateway:
     """``async with open_gateway(limits={...}, max_concurrency=N) as (client, new_key):`` a
     gateway on ``backend``; ``new_key(name, rate_limits)`` issues a key and returns its auth
     headers."""
-    url = upstream[2]
+    url = metered_upstream[2]
 
     @asynccontextmanager
     async def open_(
@@ -142,7 +133,7 @@ async def test_the_headers_count_down_request_by_request(open_gateway: OpenGatew
 
 
 async def test_images_per_minute_count_whole_requests_exactly(
-    open_gateway: OpenGateway, upstream: tuple[FakeState, InFlightMeter, str]
+    open_gateway: OpenGateway, metered_upstream: MeteredFake
 ) -> None:
     async with open_gateway(limits={"images_per_minute": 10}) as (client, new_key):
         auth = await new_key("images-10", RateLimits())
@@ -162,13 +153,13 @@ async def test_images_per_minute_count_whole_requests_exactly(
     assert too_many.status_code == 400
     made = sum(len(r.json()["data"]) for r in (*threes, one_more) if r.status_code == 200)
     assert made == 10
-    assert len(upstream[0].calls) == 4
+    assert len(metered_upstream[0].calls) == 4
 
 
 async def test_a_keys_concurrent_generations_hold_and_the_rest_wait_their_turn(
-    open_gateway: OpenGateway, upstream: tuple[FakeState, InFlightMeter, str]
+    open_gateway: OpenGateway, metered_upstream: MeteredFake
 ) -> None:
-    state, meter, _ = upstream
+    state, meter, _ = metered_upstream
     state.faults.random(1.0, [Fault.latency(0.4)])
     async with open_gateway() as (client, new_key):
         two = await new_key("two-at-once", RateLimits(concurrent_generations=2))
@@ -183,9 +174,9 @@ async def test_a_keys_concurrent_generations_hold_and_the_rest_wait_their_turn(
 
 
 async def test_a_key_with_its_line_full_is_refused_at_once(
-    open_gateway: OpenGateway, upstream: tuple[FakeState, InFlightMeter, str]
+    open_gateway: OpenGateway, metered_upstream: MeteredFake
 ) -> None:
-    state, _, _ = upstream
+    state, _, _ = metered_upstream
     state.faults.random(1.0, [Fault.latency(0.5)])
     limits = {"queue_size_per_key": 3}
     async with open_gateway(limits=limits) as (client, new_key):
@@ -199,9 +190,9 @@ async def test_a_key_with_its_line_full_is_refused_at_once(
 
 
 async def test_a_full_model_line_is_refused_at_once_with_queue_full(
-    open_gateway: OpenGateway, upstream: tuple[FakeState, InFlightMeter, str]
+    open_gateway: OpenGateway, metered_upstream: MeteredFake
 ) -> None:
-    state, meter, _ = upstream
+    state, meter, _ = metered_upstream
     state.faults.random(1.0, [Fault.latency(0.5)])
     async with open_gateway(limits={"queue_size": 2}, max_concurrency=1) as (client, new_key):
         keys = [await new_key(f"key-{i}", RateLimits()) for i in range(5)]
