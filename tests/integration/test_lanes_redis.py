@@ -73,9 +73,11 @@ async def test_a_slot_that_could_not_be_taken_costs_the_lane_no_capacity(
     assert _running(lanes) == 0
 
 
+@pytest.mark.parametrize("abandonable", [True, False], ids=["http-request", "plain-waiter"])
 async def test_waiters_hear_the_error_and_a_finished_holder_still_finishes(
-    lanes: ModelLanes, proxy: TcpProxy, caplog: pytest.LogCaptureFixture
+    lanes: ModelLanes, proxy: TcpProxy, caplog: pytest.LogCaptureFixture, abandonable: bool
 ) -> None:
+    """(An HTTP request waits with an ``abandoned`` event, set if its client leaves.)"""
     queued = asyncio.Event()
     first_in = asyncio.Event()
     let_go = asyncio.Event()
@@ -88,7 +90,12 @@ async def test_waiters_hear_the_error_and_a_finished_holder_still_finishes(
 
     async def waiter() -> None:
         async with lanes.admitted(
-            ONE_AT_A_TIME, "m", QueueWatch(on_position=lambda _: queued.set())
+            ONE_AT_A_TIME,
+            "m",
+            QueueWatch(
+                on_position=lambda _: queued.set(),
+                abandoned=asyncio.Event() if abandonable else None,
+            ),
         ):
             pytest.fail("admitted while the key's one slot was held")
 

@@ -240,6 +240,7 @@ class ModelLanes:
             gone.cancel()
         if not ticket.admitted.done():
             raise RequestAbandoned("The caller left before the request started.")
+        ticket.admitted.result()  # raises the limiter's error if it failed while this waited
 
     def _remove(self, lane: _Lane, ticket: _Ticket) -> None:
         mine = lane.waiting.get(ticket.key)
@@ -331,8 +332,8 @@ class ModelLanes:
                     took = await self._take_slot(ticket)
                 except Exception as exc:  # the limiter failed: tell the waiter, do not hang it
                     lane.running -= 1
-                    self._remove(lane, ticket)
-                    if not ticket.admitted.done():
+                    if mine and mine[0] is ticket:  # (unless it left meanwhile)
+                        self._remove(lane, ticket)
                         ticket.admitted.set_exception(exc)
                     continue
                 if not took:
