@@ -104,7 +104,7 @@ class RedisCache:
             await self._call(lambda: self._redis.delete(key))
             return None
         if found.expires_at is not None and found.expires_at <= datetime.now(UTC):
-            return None  # Redis expires keys a little late; never serve past the entry's TTL
+            return None  # its TTL came from the writing replica's clock: trust our own too
         return found
 
     async def put(self, scope: str, cache_key: str, result: CachedResult) -> None:
