@@ -9,7 +9,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from redis.asyncio import ConnectionPool
+from redis.exceptions import RedisError
 from tests.support import DataDir
+from tests.support.redis import delete_prefix, ping, unique_prefix
 from tests.support.s3 import S3Server
 
 from imagegate.api.app import create_app
@@ -51,15 +54,53 @@ def data_dir(settings: Settings) -> DataDir:
     return DataDir(settings)
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> str:
-    """The PostgreSQL server the integration suites use; required in CI, skipped elsewhere."""
-    url = os.environ.get("IMAGEGATE_TEST_POSTGRES_URL")
+def _server_url(variable: str, suite: str) -> str:
+    """A test server's URL from ``variable``: required in CI (``.ci/run`` sets it), the suite
+    skipped with that reason elsewhere."""
+    url = os.environ.get(variable)
     if not url:
         if os.environ.get("CI"):
-            pytest.fail("CI must set IMAGEGATE_TEST_POSTGRES_URL (see .ci/run)")
-        pytest.skip("PostgreSQL suite: set IMAGEGATE_TEST_POSTGRES_URL to run it")
+            pytest.fail(f"CI must set {variable} (see .ci/run)")
+        pytest.skip(f"{suite} suite: set {variable} to run it")
     return url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The PostgreSQL server the integration suites use."""
+    return _server_url("IMAGEGATE_TEST_POSTGRES_URL", "PostgreSQL")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis server the Redis suites use."""
+    return _server_url("IMAGEGATE_TEST_REDIS_URL", "Redis")
+
+
+@pytest.fixture
+async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
+    """A key prefix of this test's own on the shared Redis; its keys are deleted afterwards."""
+    try:
+        await ping(redis_url)
+    except (RedisError, OSError) as exc:
+        pytest.fail(f"Redis at {redis_url} is not reachable: {exc}")
+    prefix = unique_prefix()
+    try:
+        yield prefix
+    finally:
+        await delete_prefix(redis_url, prefix)
+
+
+@pytest.fixture
+async def redis_pool(redis_url: str, redis_prefix: str) -> AsyncIterator[ConnectionPool]:
+    """Connections to the test Redis, as the container builds them (keys: ``redis_prefix``)."""
+    from imagegate.limits.redis import connection_pool
+
+    pool = connection_pool(redis_url, timeout_seconds=2)
+    try:
+        yield pool
+    finally:
+        await pool.disconnect()
 
 
 @pytest.fixture(scope="session")

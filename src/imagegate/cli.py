@@ -22,7 +22,15 @@ from rich.table import Column, Table
 
 from imagegate.container import Services, build_services
 from imagegate.errors import ConfigurationError, ImagegateError
-from imagegate.models import GenerationRequest, Limits, OutputFormat, ResponseFormat, Role
+from imagegate.models import (
+    ApiKey,
+    GenerationRequest,
+    Limits,
+    OutputFormat,
+    RateLimits,
+    ResponseFormat,
+    Role,
+)
 from imagegate.services.keys import IssuedKey
 from imagegate.services.usage import UsageGrouping, UsageReport, UsageTally, format_usd
 from imagegate.settings import Settings, load_settings
@@ -172,6 +180,24 @@ PerMinute = Annotated[
     int | None, typer.Option(help="Images per minute.", min=0, show_default=False)
 ]
 PerDay = Annotated[int | None, typer.Option(help="Images per UTC day.", min=0, show_default=False)]
+RequestsPerMinute = Annotated[
+    int | None,
+    typer.Option(
+        help="Requests per minute on the image routes; 0 = unlimited "
+        "[default: IMAGEGATE_LIMITS__REQUESTS_PER_MINUTE].",
+        min=0,
+        show_default=False,
+    ),
+]
+Concurrency = Annotated[
+    int | None,
+    typer.Option(
+        help="Generations calling a provider at once (more wait in line); 0 = unlimited "
+        "[default: IMAGEGATE_LIMITS__CONCURRENT_GENERATIONS].",
+        min=0,
+        show_default=False,
+    ),
+]
 
 
 def _limits(
@@ -199,10 +225,13 @@ def keys_create(
     budget_usd_month: BudgetMonth = None,
     images_per_minute: PerMinute = None,
     images_per_day: PerDay = None,
+    requests_per_minute: RequestsPerMinute = None,
+    concurrency: Concurrency = None,
 ) -> None:
     """Create a key and print only the secret on stdout (it is shown once)."""
     limits = _limits(budget_usd_day, budget_usd_month, images_per_minute, images_per_day)
-    issued = _run(lambda services: services.keys.create(name, role, user, limits))
+    rate_limits = RateLimits(requests_per_minute, concurrency)
+    issued = _run(lambda services: services.keys.create(name, role, user, limits, rate_limits))
     typer.echo(issued.secret)
     err.print(f"webhook signing secret (shown once): {issued.webhook_secret}")
 
@@ -214,10 +243,14 @@ def keys_update(
     budget_usd_month: BudgetMonth = None,
     images_per_minute: PerMinute = None,
     images_per_day: PerDay = None,
+    requests_per_minute: RequestsPerMinute = None,
+    concurrency: Concurrency = None,
 ) -> None:
-    """Set the key's limits; a limit not given is removed (unlimited)."""
+    """Set all of the key's limits: a budget or quota not given is removed (unlimited), a
+    traffic limit not given goes back to the configured default."""
     limits = _limits(budget_usd_day, budget_usd_month, images_per_minute, images_per_day)
-    updated = _run(lambda services: services.keys.set_limits(prefix, limits))
+    rate_limits = RateLimits(requests_per_minute, concurrency)
+    updated = _run(lambda services: services.keys.set_limits(prefix, limits, rate_limits))
     typer.echo(f"updated {len(updated)} key(s): {', '.join(k.name for k in updated)}")
 
 
@@ -227,17 +260,28 @@ def keys_list(
 ) -> None:
     """List keys (prefixes only: secrets are never stored)."""
     keys = _run(lambda services: services.keys.list_keys(include_revoked=all_keys))
-    table = Table("prefix", "name", "user", "role", "created", "revoked")
+    table = Table("prefix", "name", "user", "role", "rpm", "concurrency", "created", "revoked")
     for key in keys:
         table.add_row(
             key.prefix,
             key.name,
             key.user_name,
             key.role.value,
+            *_traffic_cells(key),
             f"{key.created_at:%Y-%m-%d %H:%M}",
             f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "",
         )
-    Console().print(table)
+    _print_uncropped(table)
+
+
+def _traffic_cells(key: ApiKey) -> tuple[str, str]:
+    """The key's own requests per minute and concurrency: a number, unlimited or default."""
+
+    def cell(value: int | None) -> str:
+        return "default" if value is None else "unlimited" if value == 0 else str(value)
+
+    own = key.rate_limits
+    return cell(own.requests_per_minute), cell(own.concurrent_generations)
 
 
 @keys_app.command("revoke")
@@ -304,7 +348,12 @@ def usage(
         table.add_row(*_usage_row(f"{label} {group.key_name}" if group.key_name else label, group))
     table.add_section()
     table.add_row(*_usage_row("total", report.totals), style="bold")
-    # Never "0.00…": a table wider than the terminal (which then wraps) beats a cropped figure.
+    _print_uncropped(table)
+
+
+def _print_uncropped(table: Table) -> None:
+    """Never "0.00…" or "ig_AxE5…": a table wider than the terminal (which then wraps) beats
+    a cropped figure or key prefix."""
     console = Console()
     natural = Measurement.get(console, console.options.update_width(1_000), table).maximum
     Console(width=max(console.width, natural)).print(table)

@@ -6,12 +6,12 @@ exit. The API, the CLI and the tests all start here; nothing is built at import 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 
-from imagegate.cache.base import SemanticIndex
+from imagegate.cache.base import CacheTier, SemanticIndex
 from imagegate.cache.memory import MemoryCache
 from imagegate.db.budgets import SqlBudgetRepository
 from imagegate.db.cache import SqlCacheRepository
@@ -91,24 +91,53 @@ def _semantic_index(settings: Settings) -> SemanticIndex | None:
     return MiniLMIndex(settings.cache.semantic_threshold)
 
 
-def _rate_limiter(settings: Settings) -> RateLimiter:
-    if settings.redis_url is None:
-        return MemoryRateLimiter()
-    from imagegate.limits.redis import RedisRateLimiter  # the redis client only when asked for
+@dataclass(frozen=True, slots=True)
+class _SharedState:
+    """The rate limiter and the cache's shared tier: in this process's memory, or in Redis
+    for every replica (one connection pool for both, closed last)."""
 
-    return RedisRateLimiter(settings.redis_url)
+    limiter: RateLimiter
+    cache_tier: CacheTier | None
+    aclose: Callable[[], Awaitable[None]]
+
+
+def _shared_state(settings: Settings) -> _SharedState:
+    if settings.redis_url is None:
+        memory = MemoryRateLimiter()
+        return _SharedState(memory, None, memory.aclose)
+    # the redis client only when asked for
+    from imagegate.cache.redis import RedisCache
+    from imagegate.limits.redis import RedisRateLimiter, connection_pool
+
+    pool = connection_pool(settings.redis_url, settings.redis_timeout_seconds)
+    limiter = RedisRateLimiter(pool, settings.redis_prefix)
+    tier = None
+    if settings.cache.enabled:
+        tier = RedisCache(
+            pool, prefix=settings.redis_prefix, max_seconds=settings.cache.redis_seconds
+        )
+
+    async def aclose() -> None:
+        if tier is not None:
+            await tier.aclose()
+        await limiter.aclose()
+        await pool.disconnect()
+
+    return _SharedState(limiter, tier, aclose)
 
 
 @asynccontextmanager
 async def build_services(settings: Settings) -> AsyncIterator[Services]:
     outbound = new_outbound_client(settings.outbound)  # first: a bad allowlist stops start-up
     blobs = _build_blob_store(settings)
+    shared = _shared_state(settings)  # opens no connection yet
     http_client = new_client()
     try:
         assembly = build_router(settings, http_client)
     except BaseException:
         await http_client.aclose()
         await blobs.aclose()
+        await shared.aclose()
         raise
     router = assembly.router
     engine = create_engine(settings.database_url, settings.database)
@@ -128,18 +157,18 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
     cache = ResultCache(
         SqlCacheRepository(reads.run),
         MemoryCache(settings.cache.memory_entries, settings.cache.memory_seconds),
+        shared=shared.cache_tier,
         enabled=settings.cache.enabled,
         ttl_seconds=settings.cache.ttl_seconds,
         per_user=settings.cache.scope == "user",
     )
-    limiter = _rate_limiter(settings)
     traffic = TrafficService(
-        limiter,
+        shared.limiter,
         requests_per_minute=settings.limits.requests_per_minute,
         images_per_minute=settings.limits.images_per_minute,
     )
     lanes = ModelLanes(
-        limiter,
+        shared.limiter,
         capacity=router.capacity,
         concurrent_generations=settings.limits.concurrent_generations,
         max_waiting=settings.limits.queue_size,
@@ -222,8 +251,8 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         await transactions.aclose()
         await reads.aclose()
         await lanes.aclose()
-        await traffic.aclose()
         await outbound.aclose()
+        await shared.aclose()
         await router.aclose()
         await http_client.aclose()
         await engine.dispose()

@@ -228,7 +228,8 @@ class JobSuperseded(RequestAbandoned):
 
 
 class Unavailable(ImagegateError):
-    """A backend imagegate needs (database, storage) cannot be reached right now."""
+    """A backend imagegate needs (database, storage, the Redis of the limits) cannot be reached
+    right now."""
 
     status = 503
     type = "server_error"

@@ -318,6 +318,7 @@ class CachedResult:
     cost_micro_usd: int
     """What the source generation cost: what reusing it saves."""
     expires_at: datetime | None = None
+    """When the entry stops being reused (timezone-aware UTC); None = never."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -179,6 +179,12 @@ class CacheSettings(BaseModel):
         description="How long an entry is trusted from memory before SQL is asked again (a "
         "refresh in another process shows here within this time).",
     )
+    redis_seconds: float = Field(
+        default=86400.0,
+        gt=0,
+        description="With IMAGEGATE_REDIS_URL: how long an entry stays in Redis at most (its own "
+        "TTL if shorter), so Redis memory stays bounded; older ones are read from SQL again.",
+    )
     cross_process: bool = Field(
         default=True,
         description="De-duplicate identical in-flight requests across processes through the "
@@ -342,8 +348,20 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(
         default=None,
-        description="redis://host:6379/0: share rate limits between replicas (needs the "
-        "`redis` extra); default: in this process's memory.",
+        description="redis://host:6379/0: share rate limits, concurrency slots and a cache "
+        "tier between replicas (needs the `redis` extra); default: this process's memory.",
+    )
+    redis_prefix: str = Field(
+        default="imagegate",
+        min_length=1,
+        description="Start of every Redis key: deployments (each with its own database) that "
+        "share one Redis need different prefixes.",
+    )
+    redis_timeout_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        description="Longest wait to connect to Redis or for one reply; past it the cache "
+        "falls through to SQL.",
     )
     database: DatabaseSettings = DatabaseSettings()
     storage: StorageSettings = StorageSettings()

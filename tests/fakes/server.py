@@ -148,6 +148,31 @@ class DroppedConnection:
         raise ConnectionResetError("fake: dropping the connection")
 
 
+class InFlightMeter:
+    """Wraps a fake's ASGI app and counts the requests it is answering at once: ``peak`` is
+    the most there ever were, i.e. how many upstream calls the gateway made concurrently."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.now = 0
+        self.peak = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.now -= 1
+
+
+MeteredFake = tuple[FakeState, InFlightMeter, str]
+"""A running fake's state (call log, faults), its in-flight meter and its base URL."""
+
+
 async def apply_timing_fault(fault: Fault | None) -> None:
     """Every fault waits its ``seconds`` first (latency and hang are nothing but that); the
     others then shape the answer, which is each fake's job."""

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from tests.fakes.openai import build_openai_fake
+from tests.fakes.server import FakeServer, FakeState, InFlightMeter, MeteredFake
 from tests.support import create_postgres_database, drop_postgres_database
 
 
@@ -26,3 +28,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
         return f"sqlite+aiosqlite:///{tmp_path}/imagegate.db"
     url: str = request.getfixturevalue("postgres_database")
     return url
+
+
+@pytest.fixture
+def metered_upstream() -> Iterator[MeteredFake]:
+    """The OpenAI fake with its call log, a meter of its concurrent calls, and its URL."""
+    state = FakeState()
+    meter = InFlightMeter(build_openai_fake(state))
+    with FakeServer(meter) as server:
+        yield state, meter, server.base_url

@@ -5,8 +5,13 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import httpx
 from PIL import Image
-from tests.support.processes import environment, run_cli
+from tests.support.processes import environment, run_cli, table_row
+
+from imagegate.api.app import create_app
+from imagegate.container import build_services
+from imagegate.settings import Settings
 
 
 def test_keys_create_prints_only_the_secret_then_list_and_revoke(tmp_path: Path) -> None:
@@ -30,6 +35,50 @@ def test_keys_create_prints_only_the_secret_then_list_and_revoke(tmp_path: Path)
     again = run_cli("keys", "revoke", secret[:11], data_dir=data)
     assert again.returncode == 1
     assert "No active API key" in again.stderr
+
+
+async def _statuses(data: Path, secret: str, count: int) -> list[tuple[int, str | None]]:
+    """Send ``count`` requests as ``secret`` to a gateway on ``data``: (status, RPM header)."""
+    async with build_services(Settings(data_dir=data)) as services:
+        transport = httpx.ASGITransport(app=create_app(services))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            responses = [
+                await client.post(
+                    "/v1/images/generations",
+                    json={"model": "builtin", "prompt": "a kite", "size": "256x256"},
+                    headers={"Authorization": f"Bearer {secret}"},
+                )
+                for _ in range(count)
+            ]
+    return [(r.status_code, r.headers.get("x-ratelimit-limit-requests")) for r in responses]
+
+
+async def test_keys_create_and_update_set_the_keys_traffic_limits(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    created = run_cli(
+        "keys", "create", "--name", "bot", "--requests-per-minute", "2", "--concurrency", "1",
+        data_dir=data,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.strip()
+    prefix = secret[:11]
+    row = table_row(run_cli("keys", "list", data_dir=data).stdout, prefix)
+    assert row[4:6] == ["2", "1"]
+    assert await _statuses(data, secret, 3) == [(200, "2"), (200, "2"), (429, "2")]
+
+    updated = run_cli("keys", "update", prefix, "--requests-per-minute", "0", data_dir=data)
+    assert updated.returncode == 0, updated.stderr
+    assert "updated 1 key(s): bot" in updated.stdout
+    row = table_row(run_cli("keys", "list", data_dir=data).stdout, prefix)
+    assert row[4:6] == ["unlimited", "default"]  # a limit not given is the default again
+    assert await _statuses(data, secret, 3) == [(200, None)] * 3
+
+    negative = run_cli("keys", "update", prefix, "--concurrency", "-1", data_dir=data)
+    assert negative.returncode == 2
+    assert "--concurrency" in negative.stderr
+    unknown = run_cli("keys", "update", "ig_nothere", "--requests-per-minute", "5", data_dir=data)
+    assert unknown.returncode == 1
+    assert "No active API key" in unknown.stderr
 
 
 def test_generate_writes_decodable_files_in_the_format_of_the_name(tmp_path: Path) -> None:

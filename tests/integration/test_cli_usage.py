@@ -8,19 +8,10 @@ from pathlib import Path
 
 from tests.support import DataDir
 from tests.support.generations import generation_row, record_generations
-from tests.support.processes import run_cli
+from tests.support.processes import run_cli, table_row
 
 from imagegate.models import Outcome
 from imagegate.settings import Settings
-
-
-def _cells(stdout: str, label: str) -> list[str]:
-    """The cells of the table row whose first cell is ``label``."""
-    for line in stdout.splitlines():
-        cells = [cell.strip() for cell in line.strip("│┃ ").split("│")]
-        if cells[0] == label:
-            return cells
-    raise AssertionError(f"no row {label!r} in:\n{stdout}")
 
 
 def _usd(micro_usd: object) -> str:
@@ -54,7 +45,7 @@ async def test_usage_prints_the_totals_of_the_rows(tmp_path: Path) -> None:
         "FROM generations"
     )
     figures = (requests, images, generated, hits, coalesced, failed)
-    assert _cells(result.stdout, "total") == [
+    assert table_row(result.stdout, "total") == [
         "total", *(str(f) for f in figures), _usd(spend), _usd(saved)
     ]  # fmt: skip
     assert _usd(spend) == "1.250000"
@@ -62,9 +53,9 @@ async def test_usage_prints_the_totals_of_the_rows(tmp_path: Path) -> None:
 
     by_model = run_cli("usage", "--group-by", "model", data_dir=data)
     assert by_model.returncode == 0, by_model.stderr
-    assert _cells(by_model.stdout, "gpt-image-1")[1:2] == ["1"]
-    assert _cells(by_model.stdout, "builtin")[1:2] == ["3"]
-    assert _cells(by_model.stdout, "total") == _cells(result.stdout, "total")
+    assert table_row(by_model.stdout, "gpt-image-1")[1:2] == ["1"]
+    assert table_row(by_model.stdout, "builtin")[1:2] == ["3"]
+    assert table_row(by_model.stdout, "total") == table_row(result.stdout, "total")
 
 
 def test_usage_refuses_bad_input_with_a_message(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -38,6 +39,15 @@ def run_cli(
         timeout=120,
         check=False,
     )
+
+
+def table_row(stdout: str, label: str) -> list[str]:
+    """The cells of the table row (as the CLI prints it) whose first cell is ``label``."""
+    for line in stdout.splitlines():
+        cells = [cell.strip() for cell in line.strip("│┃ ").split("│")]
+        if cells[0] == label:
+            return cells
+    raise AssertionError(f"no row {label!r} in:\n{stdout}")
 
 
 class ServerProcess:
@@ -87,15 +97,20 @@ class ServerProcess:
 
 
 def start_gateways(
-    folder: Path, config: dict[str, object], count: int = 1, **env: str
+    folder: Path,
+    config: dict[str, object],
+    count: int = 1,
+    key_options: Sequence[str] = (),
+    **env: str,
 ) -> tuple[list[ServerProcess], str]:
     """``count`` gateway processes sharing one data dir and ``config`` (written as
-    imagegate.yaml), and a fresh API key for them."""
+    imagegate.yaml), and a fresh API key for them (``imagegate keys create`` with
+    ``key_options``)."""
     config_file = folder / "imagegate.yaml"
     config_file.write_text(json.dumps(config))  # JSON is YAML
     env = {"IMAGEGATE_CONFIG_FILE": str(config_file), **env}
     data_dir = folder / "data"
-    created = run_cli("keys", "create", "--name", "gateway", data_dir=data_dir,
+    created = run_cli("keys", "create", "--name", "gateway", *key_options, data_dir=data_dir,
                       env=environment(data_dir, **env))  # fmt: skip
     if created.returncode != 0:
         raise RuntimeError(f"could not create a key:\n{created.stderr}")

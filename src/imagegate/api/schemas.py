@@ -207,6 +207,24 @@ class LimitsBody(BaseModel):
     images_per_day: int | None = Field(default=None, ge=0)
 
 
+class KeyLimitsBody(LimitsBody):
+    """A key's budgets and quotas (missing or null = unlimited) and its traffic limits
+    (missing or null = the gateway's configured default, 0 = unlimited)."""
+
+    requests_per_minute: int | None = Field(
+        default=None,
+        ge=0,
+        description="Requests per minute on the image routes (moving window); null = the "
+        "default (IMAGEGATE_LIMITS__REQUESTS_PER_MINUTE), 0 = unlimited.",
+    )
+    concurrent_generations: int | None = Field(
+        default=None,
+        ge=0,
+        description="Generations calling a provider at once; more wait in line. null = the "
+        "default (IMAGEGATE_LIMITS__CONCURRENT_GENERATIONS), 0 = unlimited.",
+    )
+
+
 class ProviderReportBody(BaseModel):
     providers: dict[str, str] = Field(description="Configured providers: ok, or why left out.")
     targets: dict[str, str] = Field(description="Circuit state of each route target.")

@@ -1,4 +1,9 @@
-"""The protocol of a cache tier: results by (scope, key), bounded and time-limited."""
+"""The protocol of a cache tier: results by (scope, key), bounded and time-limited.
+
+Two tiers implement it: ``memory.py`` (this process) and ``redis.py`` (shared by every
+replica). The SQL index (``db/cache.py``) stays the source of truth; ``services/caching.py``
+asks the tiers first and fills them from it.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,20 @@ from imagegate.models import CachedResult
 
 
 class CacheTier(Protocol):
-    def get(self, scope: str, cache_key: str) -> CachedResult | None: ...
+    async def get(self, scope: str, cache_key: str) -> CachedResult | None:
+        """The entry, or None if there is none, it is past its ``expires_at`` or the tier
+        cannot be reached (a tier never raises: the SQL index answers instead)."""
+        ...
 
-    def put(self, scope: str, cache_key: str, result: CachedResult) -> None: ...
+    async def put(self, scope: str, cache_key: str, result: CachedResult) -> None:
+        """Store or replace the entry (a fresh generation, a refresh), kept at most until
+        ``result.expires_at`` and at most as long as the tier keeps anything."""
+        ...
 
-    def discard(self, scope: str, cache_key: str) -> None: ...
+    async def add(self, scope: str, cache_key: str, result: CachedResult) -> None:
+        """Store the entry only if the tier holds none: a copy read from SQL must never
+        replace a fresher one another process put meanwhile."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,13 @@
-"""In-process LRU tier: a bounded, time-limited map in front of the SQL index.
+"""In-process LRU tier: a bounded, time-limited map in front of Redis and the SQL index.
 
 Entries live at most ``seconds`` here, so a refresh made by another process is seen within that
-time; the SQL index stays the source of truth.
+time; the SQL index stays the source of truth. Its methods are ``async`` only to share the
+``CacheTier`` protocol with the Redis tier: they never await anything.
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from cachetools import TTLCache
 
@@ -17,13 +20,26 @@ class MemoryCache:
             TTLCache(maxsize=max_entries, ttl=seconds) if max_entries and seconds else None
         )
 
-    def get(self, scope: str, cache_key: str) -> CachedResult | None:
-        return None if self._entries is None else self._entries.get((scope, cache_key))
+    async def get(self, scope: str, cache_key: str) -> CachedResult | None:
+        return self._fresh((scope, cache_key))
 
-    def put(self, scope: str, cache_key: str, result: CachedResult) -> None:
-        if self._entries is not None:
+    async def put(self, scope: str, cache_key: str, result: CachedResult) -> None:
+        if self._entries is not None and not _expired(result):
             self._entries[(scope, cache_key)] = result
 
-    def discard(self, scope: str, cache_key: str) -> None:
-        if self._entries is not None:
-            self._entries.pop((scope, cache_key), None)
+    async def add(self, scope: str, cache_key: str, result: CachedResult) -> None:
+        if self._fresh((scope, cache_key)) is None:
+            await self.put(scope, cache_key, result)
+
+    def _fresh(self, key: tuple[str, str]) -> CachedResult | None:
+        if self._entries is None:
+            return None
+        found = self._entries.get(key)
+        if found is not None and _expired(found):
+            del self._entries[key]
+            return None
+        return found
+
+
+def _expired(result: CachedResult) -> bool:
+    return result.expires_at is not None and result.expires_at <= datetime.now(UTC)

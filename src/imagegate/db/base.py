@@ -19,6 +19,7 @@ from imagegate.models import (
     Generation,
     JobLink,
     Limits,
+    RateLimits,
     Role,
 )
 
@@ -50,8 +51,11 @@ class KeyRepository(Protocol):
 
     async def count_active_admin_keys(self) -> int: ...
 
-    async def set_key_limits(self, prefix: str, limits: Limits) -> list[ApiKey]:
-        """Replace the limits of the active keys with ``prefix``; return them."""
+    async def set_key_limits(
+        self, prefix: str, limits: Limits, rate_limits: RateLimits
+    ) -> list[ApiKey]:
+        """Replace the limits (budgets, quotas and traffic limits) of the active keys with
+        ``prefix``; return them."""
         ...
 
     async def set_user_limits(self, user_name: str, limits: Limits) -> bool:

@@ -55,6 +55,13 @@ def _limit_values(limits: Limits) -> dict[str, int | None]:
     return {name: getattr(limits, name) for name in LIMIT_NAMES}
 
 
+def _rate_limit_values(rate_limits: RateLimits) -> dict[str, int | None]:
+    return {
+        "requests_per_minute": rate_limits.requests_per_minute,
+        "concurrent_generations": rate_limits.concurrent_generations,
+    }
+
+
 def _keys_query() -> sa.Select[tuple[object, ...]]:
     return sa.select(*_KEY_COLUMNS).join(users, users.c.id == api_keys.c.user_id)
 
@@ -95,6 +102,7 @@ class SqlKeyRepository:
                     webhook_secret=webhook_secret,
                     created_at=key.created_at,
                     **_limit_values(key.limits),
+                    **_rate_limit_values(key.rate_limits),
                 )
             )
 
@@ -131,10 +139,13 @@ class SqlKeyRepository:
                 )
         return found
 
-    async def set_key_limits(self, prefix: str, limits: Limits) -> list[ApiKey]:
+    async def set_key_limits(
+        self, prefix: str, limits: Limits, rate_limits: RateLimits
+    ) -> list[ApiKey]:
         active = (api_keys.c.prefix == prefix) & api_keys.c.revoked_at.is_(None)
+        values = {**_limit_values(limits), **_rate_limit_values(rate_limits)}
         async with self._engine.begin() as conn:
-            await conn.execute(api_keys.update().where(active).values(**_limit_values(limits)))
+            await conn.execute(api_keys.update().where(active).values(**values))
             return [_to_key(row) for row in await conn.execute(_keys_query().where(active))]
 
     async def set_user_limits(self, user_name: str, limits: Limits) -> bool:

@@ -20,7 +20,7 @@ class MemoryRateLimiter:
     def __init__(self) -> None:
         self._windows = MovingWindowRateLimiter(MemoryStorage())
         self._items: dict[tuple[int, int], RateLimitItem] = {}
-        self._slots: dict[str, int] = {}
+        self._slots: dict[str, set[str]] = {}
 
     async def hit(
         self, key: str, limit: int, cost: int = 1, window_seconds: int = 60
@@ -35,19 +35,20 @@ class MemoryRateLimiter:
         return WindowState(admitted, limit, max(0, remaining), max(0.0, reset_at - time.time()))
 
     async def acquire_slot(self, key: str, limit: int, holder: str, ttl_seconds: float) -> bool:
-        # In one process a slot is always released in a ``finally``: no expiry needed.
-        taken = self._slots.get(key, 0)
-        if taken >= limit:
+        # In one process a slot is always released in a ``finally``: no expiry needed. Holders
+        # are kept by name, as in Redis, so releasing one that holds nothing frees nothing.
+        holders = self._slots.setdefault(key, set())
+        if len(holders) >= limit:
             return False
-        self._slots[key] = taken + 1
+        holders.add(holder)
         return True
 
     async def release_slot(self, key: str, holder: str) -> None:
-        taken = self._slots.get(key, 0) - 1
-        if taken > 0:
-            self._slots[key] = taken
-        else:
-            self._slots.pop(key, None)
+        holders = self._slots.get(key)
+        if holders is not None:
+            holders.discard(holder)
+            if not holders:
+                del self._slots[key]
 
     async def aclose(self) -> None:
         return None

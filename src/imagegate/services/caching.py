@@ -1,4 +1,12 @@
-"""The exact cache: memory tier, then the SQL index; entries written with their generation."""
+"""The exact cache: memory tier, then the shared tier (Redis) when configured, then the SQL
+index; entries are written to SQL with their generation, then to the tiers.
+
+A lookup that reaches SQL puts what it found in the tiers on the way back, so a replica (or a
+restarted Redis) warms up from the index; into the shared tier only if it holds nothing yet,
+so that copy never replaces a fresher entry another replica made meanwhile. A fresh generation
+(and a ``Cache-Control: no-cache`` refresh) replaces the entry in both tiers, so other
+replicas see it once their memory tier's copy lapses (``memory_seconds``).
+"""
 
 from __future__ import annotations
 
@@ -28,12 +36,14 @@ class ResultCache:
         index: CacheRepository,
         memory: CacheTier,
         *,
+        shared: CacheTier | None = None,
         enabled: bool,
         ttl_seconds: float | None,
         per_user: bool,
     ) -> None:
         self._index = index
         self._memory = memory
+        self._shared = shared
         self.enabled = enabled
         self._ttl = timedelta(seconds=ttl_seconds) if ttl_seconds else None
         self._per_user = per_user
@@ -44,21 +54,24 @@ class ResultCache:
     async def lookup(self, scope: str, cache_key: str) -> CachedResult | None:
         if not self.enabled:
             return None
-        now = datetime.now(UTC)
-        found = self._memory.get(scope, cache_key)
-        if found is not None and (found.expires_at is None or _aware(found.expires_at) > now):
-            return found
-        found = await self._index.lookup(scope, cache_key, now)
+        found = await self._memory.get(scope, cache_key)
         if found is not None:
-            self._memory.put(scope, cache_key, found)
+            return found
+        if self._shared is not None:
+            found = await self._shared.get(scope, cache_key)
+            if found is not None:
+                await self._memory.put(scope, cache_key, found)
+                return found
+        found = await self._index.lookup(scope, cache_key, datetime.now(UTC))
+        if found is not None:
+            await self._memory.put(scope, cache_key, found)
+            if self._shared is not None:
+                await self._shared.add(scope, cache_key, found)
         return found
 
-    def remembered(self, scope: str, cache_key: str) -> CachedResult | None:
+    async def remembered(self, scope: str, cache_key: str) -> CachedResult | None:
         """The memory tier only: what this process made or saw recently."""
-        found = self._memory.get(scope, cache_key)
-        if found is None or (found.expires_at and _aware(found.expires_at) <= datetime.now(UTC)):
-            return None
-        return found
+        return await self._memory.get(scope, cache_key)
 
     def entry(self, scope: str, cache_key: str) -> CacheEntry | None:
         """The entry to write with a fresh generation, or None when caching is off."""
@@ -67,10 +80,10 @@ class ResultCache:
         expires_at = datetime.now(UTC) + self._ttl if self._ttl else None
         return CacheEntry(scope, cache_key, expires_at)
 
-    def remember(self, entry: CacheEntry, result: CachedResult) -> None:
-        """After the entry is committed: serve the next identical request from memory."""
-        self._memory.put(entry.scope, entry.cache_key, replace(result, expires_at=entry.expires_at))
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    async def remember(self, entry: CacheEntry, result: CachedResult) -> None:
+        """After the entry is committed: serve the next identical request from memory here and
+        from the shared tier on every other replica (replacing what they had)."""
+        result = replace(result, expires_at=entry.expires_at)
+        await self._memory.put(entry.scope, entry.cache_key, result)
+        if self._shared is not None:
+            await self._shared.put(entry.scope, entry.cache_key, result)

@@ -214,7 +214,7 @@ class GenerationService:
                 # Look again now that this request leads: an identical one in this process may
                 # have finished between the first look and taking the lead (it remembers its
                 # entry before it lets go). A cross-process claim looked in its transaction.
-                hit = self._cache.remembered(scope, draft.cache_key)
+                hit = await self._cache.remembered(scope, draft.cache_key)
                 if hit is not None:
                     return await self._reuse(
                         draft, normalized, hit, Outcome.CACHE_HIT, started, job=job
@@ -369,7 +369,7 @@ class GenerationService:
                 else self._budgets.release(reservation)
             )
         if entry is not None:
-            self._cache.remember(entry, _shared(GenerationResult(generation, delivered, "")))
+            await self._cache.remember(entry, _shared(GenerationResult(generation, delivered, "")))
         return GenerationResult(generation, delivered, cache_status)
 
     async def _reuse(

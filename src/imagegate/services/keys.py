@@ -18,7 +18,16 @@ from datetime import UTC, datetime
 
 from imagegate.db.base import KeyRepository
 from imagegate.errors import AuthenticationFailed, NotFound
-from imagegate.models import NO_LIMITS, ApiKey, Limits, Principal, Role, new_id
+from imagegate.models import (
+    DEFAULT_RATE_LIMITS,
+    NO_LIMITS,
+    ApiKey,
+    Limits,
+    Principal,
+    RateLimits,
+    Role,
+    new_id,
+)
 
 SECRET_PREFIX = "ig_"  # noqa: S105 - a public marker, not a secret
 DISPLAY_PREFIX_LENGTH = 11
@@ -59,6 +68,7 @@ class KeyService:
         role: Role = Role.USER,
         user: str | None = None,
         limits: Limits = NO_LIMITS,
+        rate_limits: RateLimits = DEFAULT_RATE_LIMITS,
     ) -> IssuedKey:
         """Issue a key for ``user`` (default: a user named like the key, created if new)."""
         user_id, user_role = await self._keys.ensure_user(user or name, role)
@@ -72,6 +82,7 @@ class KeyService:
             prefix=secret[:DISPLAY_PREFIX_LENGTH],
             created_at=datetime.now(UTC),
             limits=limits,
+            rate_limits=rate_limits,
         )
         webhook_secret = self._new_webhook_secret()
         await self._keys.insert_key(key, hash_secret(secret), webhook_secret)
@@ -92,9 +103,12 @@ class KeyService:
         }
         return revoked
 
-    async def set_limits(self, prefix: str, limits: Limits) -> list[ApiKey]:
-        """Replace the limits of the key with ``prefix`` (unlimited where None)."""
-        updated = await self._keys.set_key_limits(prefix, limits)
+    async def set_limits(
+        self, prefix: str, limits: Limits, rate_limits: RateLimits = DEFAULT_RATE_LIMITS
+    ) -> list[ApiKey]:
+        """Replace the limits of the key with ``prefix``: budgets and quotas (unlimited where
+        None) and traffic limits (the configured default where None, unlimited where 0)."""
+        updated = await self._keys.set_key_limits(prefix, limits, rate_limits)
         if not updated:
             raise NotFound(f"No active API key has the prefix {prefix!r}.", param="prefix")
         self._verified.clear()  # limits travel with the cached principal

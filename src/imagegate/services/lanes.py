@@ -20,12 +20,16 @@ generation slot (``concurrent_generations``, default 2); otherwise it waits in l
 
 Key slots live in the ``RateLimiter`` (memory, or Redis so every replica shares them); lanes
 themselves are per process. A key slot freed in another process is noticed by polling every
-``poll_seconds`` while a waiter is passed over for it.
+``poll_seconds`` while a waiter is passed over for it. When the limiter fails (Redis
+unreachable), the request that was taking a slot gets its error, a waiter in line too rather
+than waiting forever, and the lane keeps its capacity; a slot that cannot be released is
+logged and lapses by itself after ``slot_seconds``, so a finished generation still finishes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections import OrderedDict, deque
@@ -36,6 +40,8 @@ from dataclasses import dataclass, field
 from imagegate.errors import ConcurrencyLimitExceeded, QueueFull, RequestAbandoned
 from imagegate.limits.base import RateLimiter
 from imagegate.models import Principal, new_id
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -176,7 +182,12 @@ class ModelLanes:
     async def _enter(self, lane: _Lane, ticket: _Ticket) -> None:
         if lane.count == 0 and lane.running < lane.capacity:
             lane.running += 1  # held across the await below, so no one else takes it
-            if await self._take_slot(ticket):
+            try:
+                took = await self._take_slot(ticket)
+            except BaseException:
+                lane.running -= 1
+                raise
+            if took:
                 self._started(ticket)
                 return
             lane.running -= 1
@@ -184,7 +195,7 @@ class ModelLanes:
         try:
             await self._wait(ticket)
         except BaseException:
-            if ticket.admitted.done() and not ticket.admitted.cancelled():
+            if _was_admitted(ticket):
                 await asyncio.shield(self._leave(lane, ticket))  # admitted, but nobody is left
             else:
                 self._remove(lane, ticket)
@@ -229,6 +240,7 @@ class ModelLanes:
             gone.cancel()
         if not ticket.admitted.done():
             raise RequestAbandoned("The caller left before the request started.")
+        ticket.admitted.result()  # raises the limiter's error if it failed while this waited
 
     def _remove(self, lane: _Lane, ticket: _Ticket) -> None:
         mine = lane.waiting.get(ticket.key)
@@ -244,7 +256,16 @@ class ModelLanes:
         lane.running -= 1
         if ticket.has_slot and ticket.slot_key is not None:
             ticket.has_slot = False
-            await self._limiter.release_slot(ticket.slot_key, ticket.holder)
+            try:
+                await self._limiter.release_slot(ticket.slot_key, ticket.holder)
+            except Exception as exc:  # the limiter's own (e.g. Redis) error
+                log.warning(
+                    "could not release a generation slot of %s (%s: %s); it lapses in %.0fs",
+                    ticket.slot_key,
+                    type(exc).__name__,
+                    exc,
+                    self._slot_seconds,
+                )
         for other in self._lanes.values():  # the key's slot may unblock it in another lane
             if other.count:
                 self._kick(other)
@@ -307,7 +328,15 @@ class ModelLanes:
                     continue
                 ticket = mine[0]
                 lane.running += 1
-                if not await self._take_slot(ticket):
+                try:
+                    took = await self._take_slot(ticket)
+                except Exception as exc:  # the limiter failed: tell the waiter, do not hang it
+                    lane.running -= 1
+                    if mine and mine[0] is ticket:  # (unless it left meanwhile)
+                        self._remove(lane, ticket)
+                        ticket.admitted.set_exception(exc)
+                    continue
+                if not took:
                     lane.running -= 1
                     passed_over = True
                     continue
@@ -343,3 +372,8 @@ class ModelLanes:
 
     def _retry_after(self, lane: _Lane, ahead: int) -> float:
         return float(max(1, math.ceil(lane.service_seconds * (ahead + 1) / lane.capacity)))
+
+
+def _was_admitted(ticket: _Ticket) -> bool:
+    admitted = ticket.admitted
+    return admitted.done() and not admitted.cancelled() and admitted.exception() is None

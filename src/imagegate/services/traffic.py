@@ -88,6 +88,3 @@ class TrafficService:
                 param="n",
                 retry_after=state.retry_after,
             )
-
-    async def aclose(self) -> None:
-        await self._limiter.aclose()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from imagegate.api.deps import AdminPrincipal, ServicesDep
-from imagegate.api.schemas import LimitsBody, ProviderReportBody
-from imagegate.models import Limits
+from imagegate.api.schemas import KeyLimitsBody, LimitsBody, ProviderReportBody
+from imagegate.models import Limits, RateLimits
 
 router = APIRouter(prefix="/v1", tags=["Admin"])
 
@@ -33,13 +33,16 @@ def _limits(body: LimitsBody) -> Limits:
 
 @router.put(
     "/keys/{prefix}/limits",
-    response_model=LimitsBody,
-    summary="Set an API key's budgets and quotas (omitted or null = unlimited)",
+    response_model=KeyLimitsBody,
+    summary="Set an API key's budgets, quotas and traffic limits",
+    description="Replaces them all: an omitted or null budget or quota is unlimited; an "
+    "omitted or null traffic limit is the configured default, 0 is unlimited.",
 )
 async def set_key_limits(
-    prefix: str, body: LimitsBody, _: AdminPrincipal, services: ServicesDep
-) -> LimitsBody:
-    await services.keys.set_limits(prefix, _limits(body))
+    prefix: str, body: KeyLimitsBody, _: AdminPrincipal, services: ServicesDep
+) -> KeyLimitsBody:
+    rate_limits = RateLimits(body.requests_per_minute, body.concurrent_generations)
+    await services.keys.set_limits(prefix, _limits(body), rate_limits)
     return body
 
 
