@@ -358,7 +358,7 @@ class Settings(BaseSettings):
         "share one Redis need different prefixes.",
     )
     redis_timeout_seconds: float = Field(
-        default=0.5,
+        default=1.0,
         gt=0,
         description="Longest wait to connect to Redis or for one reply; past it the cache "
         "falls through to SQL.",

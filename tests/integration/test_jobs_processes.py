@@ -168,3 +168,26 @@ async def test_a_worker_killed_mid_run_loses_and_doubles_nothing(
         postgres_database, f"SELECT status, attempts FROM jobs WHERE id IN ('{ids}')"
     )
     assert set(taken_over) == {("succeeded", 2)}  # run again by the other worker, once
+
+
+async def test_sigterm_puts_unfinished_jobs_back_and_exits_cleanly(
+    tmp_path: Path, upstream: tuple[FakeState, str], postgres_database: str
+) -> None:
+    state, url = upstream
+    state.faults.random(1.0, [Fault.latency(30)])  # nothing finishes before the deadline
+    env = {**_env(postgres_database, lease_seconds=30), "IMAGEGATE_JOBS__SHUTDOWN_SECONDS": "1"}
+    (gateway,), key = start_gateways(tmp_path, {"providers": openai_provider(url)}, **env)
+    try:
+        await _submit(gateway.base_url, key, 3)
+        (worker,) = _workers(tmp_path, env, 1, concurrency=2)
+        for _ in range(600):  # until both of its jobs are at the provider
+            if len(state.calls) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert worker.terminate(timeout=20) == 0
+    finally:
+        gateway.stop()
+    rows = await _rows(
+        postgres_database, "SELECT status, attempts, lease_owner FROM jobs ORDER BY id"
+    )
+    assert rows == [("queued", 0, None)] * 3  # back in line, no attempt spent, no lease held
