@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from imagegate.db.tables import batches, jobs, webhook_deliveries
+from imagegate.db.tables import Timestamp, batches, jobs, webhook_deliveries
 from imagegate.errors import JobSuperseded
 from imagegate.models import JobLink, JobStatus, new_id
 
@@ -41,6 +41,81 @@ def owned_running(job_id: str, owner: str) -> sa.ColumnElement[bool]:
     )
 
 
+def _param(name: str, type_: sa.types.TypeEngine[Any] | None = None) -> sa.BindParameter[Any]:
+    return sa.bindparam(f"p_{name}", type_=type_)
+
+
+# Built once: on a worker's path, building the statement each time cost more than running it.
+_END_OWNED = (
+    jobs.update()
+    .where(
+        jobs.c.id == _param("id"),
+        jobs.c.status == JobStatus.RUNNING.value,
+        jobs.c.lease_owner == _param("owner"),
+    )
+    .values(
+        status=_param("status"),
+        lease_owner=None,
+        lease_expires_at=None,
+        stage=None,
+        finished_at=_param("finished_at", Timestamp),
+        run_after=sa.func.coalesce(
+            _param("run_after", sa.DateTime(timezone=True)), jobs.c.run_after
+        ),
+        attempts=jobs.c.attempts - _param("uncount", sa.Integer()),
+        error_code=_param("error_code"),
+        error_type=_param("error_type"),
+        error_param=_param("error_param"),
+        error_message=_param("error_message"),
+    )
+    .returning(*_RETURNED)
+)
+
+
+def end_owned(
+    conn: Connection,
+    job_id: str,
+    owner: str,
+    status: JobStatus,
+    now: datetime,
+    *,
+    run_after: datetime | None = None,
+    uncount: bool = False,
+    error: tuple[str, str, str | None, str] | None = None,
+) -> bool:
+    """End (or requeue, with ``run_after``) one running job still leased to ``owner``; False
+    if it is not (any more). ``uncount`` gives back the attempt its claim counted; ``error`` is
+    (code, type, param, message)."""
+    code, type_, param, message = error or (None, None, None, None)
+    rows = list(
+        conn.execute(
+            _END_OWNED,
+            {
+                "p_id": job_id,
+                "p_owner": owner,
+                "p_status": status.value,
+                "p_finished_at": now if status.finished else None,
+                "p_run_after": run_after,
+                "p_uncount": 1 if uncount else 0,
+                "p_error_code": code,
+                "p_error_type": type_,
+                "p_error_param": param,
+                "p_error_message": message,
+            },
+        )
+    )
+    _after_end(conn, rows, status, now)
+    return bool(rows)
+
+
+def _after_end(conn: Connection, rows: list[sa.Row[Any]], status: JobStatus, now: datetime) -> None:
+    batched = [row.batch_id for row in rows if row.batch_id is not None]
+    if batched:
+        free_batch_places(conn, batched)
+    if status.finished and any(row.webhook_url for row in rows):
+        queue_webhooks(conn, rows, status, now)
+
+
 def end_running(
     conn: Connection,
     where: sa.ColumnElement[bool],
@@ -58,9 +133,7 @@ def end_running(
             .returning(*_RETURNED)
         )
     )
-    free_batch_places(conn, [row.batch_id for row in rows if row.batch_id is not None])
-    if status.finished:
-        queue_webhooks(conn, rows, status, now)
+    _after_end(conn, rows, status, now)
     return rows
 
 

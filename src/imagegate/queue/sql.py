@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from imagegate.db.engine import TransactionRunner
-from imagegate.db.job_results import end_running, free_batch_places, queue_webhooks
+from imagegate.db.job_results import end_owned, end_running, free_batch_places, queue_webhooks
 from imagegate.db.tables import api_keys, batches, jobs
 from imagegate.models import (
     Batch,
@@ -286,37 +286,27 @@ class SqlJobQueue:
         )
 
     async def fail(self, job_id: str, owner: str, error: JobError, now: datetime) -> bool:
-        values = {
-            "finished_at": now,
-            "stage": None,
-            "error_code": error.code,
-            "error_type": error.type,
-            "error_param": error.param,
-            "error_message": error.message,
-        }
-        return await self._end(_owned(job_id, owner), values, JobStatus.FAILED, now)
+        fields = (error.code, error.type, error.param, error.message)
+        return await self._writes(
+            lambda conn: end_owned(conn, job_id, owner, JobStatus.FAILED, now, error=fields)
+        )
 
     async def retry_later(
         self, job_id: str, owner: str, run_after: datetime, *, count_attempt: bool
     ) -> bool:
-        values: dict[str, Any] = {"run_after": run_after, "stage": None}
-        if not count_attempt:
-            values["attempts"] = jobs.c.attempts - 1
-        return await self._end(_owned(job_id, owner), values, JobStatus.QUEUED, run_after)
+        def requeue(conn: Connection) -> bool:
+            uncount = not count_attempt
+            status = JobStatus.QUEUED
+            return end_owned(
+                conn, job_id, owner, status, run_after, run_after=run_after, uncount=uncount
+            )
+
+        return await self._writes(requeue)
 
     async def mark_canceled(self, job_id: str, owner: str, now: datetime) -> bool:
-        values = {"finished_at": now, "stage": None}
-        return await self._end(_owned(job_id, owner), values, JobStatus.CANCELED, now)
-
-    async def _end(
-        self,
-        where: sa.ColumnElement[bool],
-        values: dict[str, Any],
-        status: JobStatus,
-        now: datetime,
-    ) -> bool:
-        rows = await self._writes(lambda conn: end_running(conn, where, values, status, now))
-        return bool(rows)
+        return await self._writes(
+            lambda conn: end_owned(conn, job_id, owner, JobStatus.CANCELED, now)
+        )
 
     async def request_cancel(self, job_id: str, now: datetime) -> Job | None:
         def cancel(conn: Connection) -> Job | None:
