@@ -71,6 +71,7 @@ class Services:
     traffic: TrafficService
     lanes: ModelLanes
     jobs: JobService
+    budgets: BudgetService
     job_runs: JobRuns
     webhooks: WebhookDeliveries
 
@@ -153,7 +154,9 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         else AsyncTransactions(engine)
     )
     generation_records = SqlGenerationRepository(engine, transactions.run)
-    budgets = BudgetService(SqlBudgetRepository(engine, transactions.run))
+    budgets = BudgetService(
+        SqlBudgetRepository(engine, transactions.run), settings.budget_hold_seconds
+    )
     cache = ResultCache(
         SqlCacheRepository(reads.run),
         MemoryCache(settings.cache.memory_entries, settings.cache.memory_seconds),
@@ -226,6 +229,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
             traffic=traffic,
             lanes=lanes,
             jobs=job_service,
+            budgets=budgets,
             webhooks=WebhookDeliveries(
                 SqlWebhookOutbox(engine, transactions.run),
                 WebhookSender(outbound, settings.webhooks),

@@ -338,6 +338,12 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         default=40_000_000, ge=1, description="Largest image (width x height) imagegate decodes."
     )
+    budget_hold_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How long a request's budget reservation is kept if it never settles (its "
+        "process died); workers give such holds back after this.",
+    )
     idempotency_ttl_seconds: int = Field(
         default=86400, ge=60, description="How long a response is kept for Idempotency-Key replays."
     )

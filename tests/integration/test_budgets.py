@@ -122,3 +122,31 @@ async def test_an_image_quota_refuses_with_the_reset_time(
     assert caught.value.retry_after is not None
     assert 0 < caught.value.retry_after <= 60
     assert "3 images per minute" in caught.value.message
+
+
+async def test_a_hold_left_by_a_dead_request_is_given_back_once_it_expires(
+    upstream: tuple[FakeState, str], tmp_path: Path, database_url: str
+) -> None:
+    _, url = upstream
+    settings = _settings(tmp_path, url, database_url).model_copy(
+        update={"budget_hold_seconds": 0.2}
+    )
+    async with build_services(settings) as services:
+        principal = await _principal(services, Limits(budget_micro_usd_day=2 * PRICE))
+        # What a process that died between reserving and settling leaves behind:
+        orphan = await services.budgets.reserve(principal, PRICE, 1)
+        late = await services.budgets.reserve(principal, PRICE, 1)
+        with pytest.raises(BudgetExceeded):
+            await services.generations.generate(principal, _request(1))
+        assert await _counters(database_url) == [(0, 2 * PRICE)]
+        await asyncio.sleep(0.3)
+        assert await services.budgets.release_expired() == 2
+        assert await _counters(database_url) == [(0, 0)]
+        # a request that was only slow settles after its hold was swept: its spend counts,
+        # its hold is not taken back twice
+        await services.budgets.settle(late, PRICE, 1)
+        assert await _counters(database_url) == [(PRICE, 0)]
+        assert await services.budgets.release_expired() == 0
+        await services.generations.generate(principal, _request(2))
+        assert orphan is not None
+    assert await _counters(database_url) == [(2 * PRICE, 0)]

@@ -255,13 +255,26 @@ class BudgetRepository(Protocol):
         """``(spent micro-USD, reserved micro-USD, images)`` of each counter."""
         ...
 
-    async def reserve(self, counters: Sequence[BudgetCounter], micro_usd: int, images: int) -> None:
+    async def reserve(
+        self,
+        reservation_id: str,
+        counters: Sequence[BudgetCounter],
+        micro_usd: int,
+        images: int,
+        expires_at: datetime,
+    ) -> None:
         """Reserve on every counter atomically, or raise ``BudgetExceeded``/``QuotaExceeded``
-        having changed nothing."""
+        having changed nothing. The hold is given back by ``release_expired`` if it is still
+        there after ``expires_at``."""
+        ...
+
+    async def release_expired(self, now: datetime) -> int:
+        """Give back the holds of requests whose process died; how many."""
         ...
 
     async def settle(
         self,
+        reservation_id: str,
         counters: Sequence[BudgetCounter],
         reserved_micro_usd: int,
         reserved_images: int,

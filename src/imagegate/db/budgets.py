@@ -6,6 +6,11 @@ SQLite (one writer), so concurrent requests can never pass a limit together. All
 one request change in one transaction: either every limit admits it or none is touched.
 Settling moves the estimate out of ``reserved`` and the actual cost into ``spent``; releasing
 (failure, cancellation) only takes the reservation back. Every change leaves a ledger row.
+
+Each reservation is also a row (``budget_reservations``) with an expiry, deleted when it is
+settled: the holds of a process that died mid-request are given back by ``release_expired``
+(``expire`` in the ledger) instead of blocking the budget until the period ends. A request that
+settles after its hold was swept only adds what it spent.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from imagegate.db.engine import TransactionRunner
-from imagegate.db.tables import budget_counters, budget_ledger
+from imagegate.db.tables import budget_counters, budget_ledger, budget_reservations
 from imagegate.errors import BudgetExceeded, QuotaExceeded, RateLimited
 from imagegate.models import BudgetCounter
 
@@ -90,7 +95,14 @@ class SqlBudgetRepository:
                 )
         return levels
 
-    async def reserve(self, counters: Sequence[BudgetCounter], micro_usd: int, images: int) -> None:
+    async def reserve(
+        self,
+        reservation_id: str,
+        counters: Sequence[BudgetCounter],
+        micro_usd: int,
+        images: int,
+        expires_at: datetime,
+    ) -> None:
         """Reserve on every counter, or raise ``BudgetExceeded``/``QuotaExceeded`` having
         changed nothing."""
 
@@ -119,12 +131,23 @@ class SqlBudgetRepository:
                         > counter.micro_usd_limit
                     )
                     raise _refusal(counter, over_money)
+            conn.execute(
+                budget_reservations.insert().values(
+                    id=reservation_id,
+                    counters=[_counter_document(counter) for counter in counters],
+                    micro_usd=micro_usd,
+                    images=images,
+                    created_at=datetime.now(UTC),
+                    expires_at=expires_at,
+                )
+            )
             _ledger(conn, counters, "reserve", micro_usd, images)
 
         await self._writes(work)
 
     async def settle(
         self,
+        reservation_id: str,
         counters: Sequence[BudgetCounter],
         reserved_micro_usd: int,
         reserved_images: int,
@@ -135,17 +158,64 @@ class SqlBudgetRepository:
 
         def work(conn: Connection) -> None:
             c = budget_counters.c
+            held = conn.execute(
+                budget_reservations.delete().where(budget_reservations.c.id == reservation_id)
+            ).rowcount
+            # swept as expired (its process was presumed dead): the hold is already given back
+            hold_usd, hold_images = (reserved_micro_usd, reserved_images) if held else (0, 0)
             for counter in counters:
                 conn.execute(
                     budget_counters.update()
                     .where(_match(counter))
                     .values(
-                        reserved_micro_usd=c.reserved_micro_usd - reserved_micro_usd,
+                        reserved_micro_usd=c.reserved_micro_usd - hold_usd,
                         spent_micro_usd=c.spent_micro_usd + spent_micro_usd,
-                        images=c.images - reserved_images + made_images,
+                        images=c.images - hold_images + made_images,
                     )
                 )
             kind = "settle" if made_images or spent_micro_usd else "release"
             _ledger(conn, counters, kind, spent_micro_usd, made_images)
 
         await self._writes(work)
+
+    async def release_expired(self, now: datetime) -> int:
+        """Give back every hold past its expiry; how many."""
+        expired = sa.select(budget_reservations).where(budget_reservations.c.expires_at < now)
+        if self._engine.dialect.name == "postgresql":
+            expired = expired.with_for_update(skip_locked=True)
+
+        def work(conn: Connection) -> int:
+            rows = list(conn.execute(expired))
+            c = budget_counters.c
+            for row in rows:
+                counters = [_counter_from(document) for document in row.counters]
+                for counter in counters:
+                    conn.execute(
+                        budget_counters.update()
+                        .where(_match(counter))
+                        .values(
+                            reserved_micro_usd=c.reserved_micro_usd - row.micro_usd,
+                            images=c.images - row.images,
+                        )
+                    )
+                _ledger(conn, counters, "expire", row.micro_usd, row.images)
+            if rows:
+                conn.execute(
+                    budget_reservations.delete().where(
+                        budget_reservations.c.id.in_([row.id for row in rows])
+                    )
+                )
+            return len(rows)
+
+        return await self._writes(work)
+
+
+def _counter_document(counter: BudgetCounter) -> list[str]:
+    return [counter.subject, counter.window, counter.window_start.isoformat()]
+
+
+def _counter_from(document: list[str]) -> BudgetCounter:
+    """Enough of a counter to find its row again (limits and reset do not matter here)."""
+    subject, window, start = document
+    begins = datetime.fromisoformat(start)
+    return BudgetCounter(subject, window, begins, begins, None, None)

@@ -161,6 +161,19 @@ budget_ledger = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
 )
 
+budget_reservations = sa.Table(
+    "budget_reservations",
+    metadata,
+    # what a request in flight holds; gone when it settles, or swept once it expires (the
+    # process holding it died)
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("counters", sa.JSON, nullable=False),
+    sa.Column("micro_usd", Money, nullable=False),
+    sa.Column("images", sa.Integer, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False, index=True),
+)
+
 idempotency_keys = sa.Table(
     "idempotency_keys",
     metadata,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from imagegate.container import Services
@@ -39,7 +39,10 @@ class Worker:
         shutdown_seconds: float,
         name: str | None = None,
         webhooks: WebhookDeliveries | None = None,
+        maintenance: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
+        self._maintenance = maintenance
+        """Periodic clean-up beside the leases (budget holds of dead processes)."""
         self._webhooks = webhooks
         self._runs = runs
         self._jobs = jobs
@@ -63,6 +66,7 @@ class Worker:
             shutdown_seconds=jobs.shutdown_seconds,
             name=name,
             webhooks=services.webhooks,
+            maintenance=services.budgets.release_expired,
         )
 
     def stop(self) -> None:
@@ -127,6 +131,8 @@ class Worker:
                 for job_id in renewal.cancel_requested | renewal.lost:
                     await self._stop_job(job_id, canceled=job_id in renewal.cancel_requested)
                 await self._runs.recover()
+                if self._maintenance is not None:
+                    await self._maintenance()
             except Exception:
                 log.exception("%s could not renew its leases", self.owner)
 

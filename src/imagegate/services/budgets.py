@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from imagegate.db.base import BudgetRepository
-from imagegate.models import BudgetCounter, Limits, Principal
+from imagegate.models import BudgetCounter, Limits, Principal, new_id
 
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
+    id: str
     counters: tuple[BudgetCounter, ...]
     micro_usd: int
     images: int
@@ -78,8 +79,11 @@ class BudgetStatus:
 
 
 class BudgetService:
-    def __init__(self, budgets: BudgetRepository) -> None:
+    def __init__(self, budgets: BudgetRepository, hold_seconds: float = 3600.0) -> None:
         self._budgets = budgets
+        self._hold = timedelta(seconds=hold_seconds)
+        """How long a reservation is kept for a request that never settles it (its process
+        died); longer than any request waits in line and runs."""
 
     async def status(self, principal: Principal) -> list[BudgetStatus]:
         """Every limit of the principal's key and user, with what is used and when it resets."""
@@ -103,17 +107,28 @@ class BudgetService:
         self, principal: Principal, micro_usd: int, images: int
     ) -> Reservation | None:
         """Hold ``micro_usd`` and ``images`` against every limit, or raise a 429."""
-        counters = _counters(principal, datetime.now(UTC))
+        now = datetime.now(UTC)
+        counters = _counters(principal, now)
         if not counters:
             return None
-        await self._budgets.reserve(counters, micro_usd, images)
-        return Reservation(tuple(counters), micro_usd, images)
+        reservation = Reservation(new_id(), tuple(counters), micro_usd, images)
+        await self._budgets.reserve(reservation.id, counters, micro_usd, images, now + self._hold)
+        return reservation
 
     async def settle(self, reservation: Reservation | None, micro_usd: int, images: int) -> None:
         if reservation is not None:
             await self._budgets.settle(
-                reservation.counters, reservation.micro_usd, reservation.images, micro_usd, images
+                reservation.id,
+                reservation.counters,
+                reservation.micro_usd,
+                reservation.images,
+                micro_usd,
+                images,
             )
 
     async def release(self, reservation: Reservation | None) -> None:
         await self.settle(reservation, 0, 0)
+
+    async def release_expired(self) -> int:
+        """Give back the holds of requests whose process died (run periodically by workers)."""
+        return await self._budgets.release_expired(datetime.now(UTC))
