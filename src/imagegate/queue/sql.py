@@ -205,12 +205,17 @@ class SqlJobQueue:
     async def claim(
         self, owner: str, model: str, limit: int, lease_until: datetime, now: datetime
     ) -> list[Job]:
-        # A few more candidates than asked for, in case some belong to a batch at its limit.
+        full = sa.select(batches.c.id).where(batches.c.running >= batches.c.concurrency)
         picked = (
             sa.select(jobs.c.id, jobs.c.batch_id)
-            .where(jobs.c.model == model, jobs.c.status == _QUEUED, jobs.c.run_after <= now)
+            .where(
+                jobs.c.model == model,
+                jobs.c.status == _QUEUED,
+                jobs.c.run_after <= now,
+                sa.or_(jobs.c.batch_id.is_(None), jobs.c.batch_id.not_in(full)),
+            )
             .order_by(jobs.c.priority.desc(), jobs.c.id)
-            .limit(limit * 2)
+            .limit(limit)
         )
         if self._postgres:
             picked = picked.with_for_update(skip_locked=True)
