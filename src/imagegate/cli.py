@@ -113,7 +113,8 @@ def serve(
     if issued is not None:
         typer.echo(
             "\nFirst start: created the admin API key (shown once, stored only as a hash):\n\n"
-            f"    {issued.secret}\n"
+            f"    {issued.secret}\n\n"
+            f"Its webhook signing secret (also shown once): {issued.webhook_secret}\n"
         )
     typer.echo(f"imagegate on {settings.base_url}  ·  API docs: {settings.base_url}/docs")
     uvicorn.run(
