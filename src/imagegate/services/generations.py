@@ -32,6 +32,7 @@ from imagegate.models import (
     JobLink,
     NormalizedRequest,
     Outcome,
+    OutputFormat,
     Principal,
     RawImage,
     ResponseFormat,
@@ -448,7 +449,11 @@ class GenerationService:
         else:
             prepared = await asyncio.to_thread(prepare, *args)
         key = content_key(prepared.data, request.output_format)
-        await self._blobs.put(key, prepared.data)
+        thumbnail_key = content_key(prepared.thumbnail, OutputFormat.WEBP)
+        await asyncio.gather(
+            self._blobs.put(key, prepared.data),
+            self._blobs.put(thumbnail_key, prepared.thumbnail),
+        )
         image = StoredImage(
             content_hash=key.partition(".")[0],
             storage_key=key,
@@ -457,6 +462,8 @@ class GenerationService:
             height=prepared.height,
             byte_size=len(prepared.data),
             revised_prompt=raw.revised_prompt,
+            thumbnail_key=thumbnail_key,
+            placeholder=prepared.placeholder,
         )
         return DeliveredImage(image=image, url=self._blobs.url_for(key), data=prepared.data)
 
