@@ -26,6 +26,7 @@ from imagegate.db.engine import (
 from imagegate.db.flights import SqlFlightRepository
 from imagegate.db.generations import SqlGenerationRepository
 from imagegate.db.idempotency import SqlIdempotencyRepository
+from imagegate.db.images import SqlImageRepository
 from imagegate.db.keys import SqlKeyRepository
 from imagegate.db.usage import SqlUsageRepository
 from imagegate.limits.base import RateLimiter
@@ -41,7 +42,7 @@ from imagegate.services.caching import ResultCache
 from imagegate.services.generations import GenerationService
 from imagegate.services.health import HealthService
 from imagegate.services.idempotency import IdempotencyService
-from imagegate.services.images import ImageFileService
+from imagegate.services.images import ImageFileService, ImageLibrary
 from imagegate.services.job_runs import JobRuns
 from imagegate.services.jobs import Broadcast, JobService
 from imagegate.services.keys import KeyService
@@ -64,6 +65,7 @@ class Services:
     keys: KeyService
     generations: GenerationService
     image_files: ImageFileService
+    images: ImageLibrary
     health: HealthService
     usage: UsageService
     providers: ProviderStatusService
@@ -218,6 +220,9 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
             keys=keys,
             generations=generations,
             image_files=ImageFileService(blobs),
+            images=ImageLibrary(
+                SqlImageRepository(engine, transactions.run), generation_records, blobs
+            ),
             health=HealthService(SqlDatabase(engine), blobs),
             usage=UsageService(SqlUsageRepository(engine), budgets),
             providers=ProviderStatusService(router, assembly.provider_status),

@@ -233,6 +233,49 @@ class StoredImage:
     height: int
     byte_size: int
     revised_prompt: str | None = None
+    thumbnail_key: str | None = None
+    """The 300x300 WebP thumbnail's own content key (None for images stored before 0007)."""
+    placeholder: str | None = None
+    """A tiny blurred preview as a ``data:`` URI, shown while the thumbnail loads."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImageQuery:
+    """Filters of the image library; every one given must hold (None = not filtered)."""
+
+    model: str | None = None
+    provider: str | None = None
+    start: datetime | None = None
+    """Created at or after (``from``)."""
+    end: datetime | None = None
+    """Created before (``to``)."""
+    tag: str | None = None
+    outcome: Outcome | None = None
+    q: str | None = None
+    """Words that must all appear in the prompt (``word*`` matches a prefix)."""
+    user: str | None = None
+    """Admins only: a user's name or id; without it an admin sees everyone's images."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecord:
+    """One image of the library: its stored bytes' facts, what made it, and what its owner
+    set on it (alt text, tags, pin)."""
+
+    id: str
+    generation_id: str
+    user_id: str
+    position: int
+    image: StoredImage
+    model: str
+    provider: str | None
+    outcome: Outcome
+    prompt: str
+    created_at: datetime
+    alt_text: str | None = None
+    """Set by the owner; None means the default (a cleaned form of the prompt)."""
+    tags: tuple[str, ...] = ()
+    pinned: bool = False
 
 
 @dataclass(frozen=True, slots=True)

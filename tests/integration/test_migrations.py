@@ -8,7 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from imagegate.db.engine import create_engine, current_revision, head_revision, upgrade_to_head
-from imagegate.db.tables import metadata
+from imagegate.db.tables import include_object, metadata
 from imagegate.settings import DatabaseSettings
 
 VERSIONS = Path(__file__).parents[2] / "src/imagegate/db/migrations/versions"
@@ -24,7 +24,10 @@ async def test_upgrade_matches_the_declared_schema_and_is_idempotent(database_ur
         assert head_revision() == max(p.stem.split("_")[0] for p in VERSIONS.glob("0*.py"))
         async with engine.connect() as conn:
             diff = await conn.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
+                lambda sync: compare_metadata(
+                    MigrationContext.configure(sync, opts={"include_object": include_object}),
+                    metadata,
+                )
             )
         assert diff == []
     finally:

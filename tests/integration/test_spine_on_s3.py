@@ -67,7 +67,9 @@ async def test_images_are_stored_in_the_bucket_and_streamed_from_files(
     bucket = s3_server.new_bucket()
     async with gateway(tmp_path, s3_server.settings(bucket, prefix="images/")) as gw:
         keys = _keys(await gw.generate("a red fox", n=2))
-        assert s3_server.object_names(bucket) == sorted(f"images/{key}" for key in keys)
+        names = s3_server.object_names(bucket)
+        assert [n for n in names if n.endswith(".png")] == sorted(f"images/{k}" for k in keys)
+        assert len(names) == 2 * len(keys)  # each image and its WebP thumbnail
         for key in keys:
             response = await gw.http.get(f"/files/{key}")
             assert response.status_code == 200

@@ -12,7 +12,16 @@ from imagegate.api.errors import install_error_handlers
 from imagegate.api.idempotency import IdempotencyMiddleware
 from imagegate.api.rate_limits import RateLimitHeadersMiddleware
 from imagegate.api.request_id import RequestIdMiddleware
-from imagegate.api.routes import admin, files, health, jobs, models, openai_images, usage
+from imagegate.api.routes import (
+    admin,
+    files,
+    health,
+    images,
+    jobs,
+    models,
+    openai_images,
+    usage,
+)
 from imagegate.container import Services, build_services
 from imagegate.queue.worker import embedded_workers
 from imagegate.settings import Settings
@@ -48,6 +57,6 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     app.add_middleware(IdempotencyMiddleware)  # added first = inside: replays get their own id
     app.add_middleware(RateLimitHeadersMiddleware)  # outside replays: no stale counts
     app.add_middleware(RequestIdMiddleware)
-    for module in (openai_images, jobs, models, admin, files, health, usage):
+    for module in (openai_images, images, jobs, models, admin, files, health, usage):
         app.include_router(module.router)
     return app

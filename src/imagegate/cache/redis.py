@@ -51,7 +51,8 @@ _MICROSECOND = timedelta(microseconds=1)  # integer microseconds: exact, unlike 
 
 def encode(result: CachedResult) -> bytes:
     """``[generation, cost, expires (epoch µs) or null, [[hash, key, mime, w, h, bytes,
-    revised prompt], ...]]``: positional, so an entry is a few hundred bytes."""
+    revised prompt, thumbnail key, placeholder], ...]]``: positional, so an entry is a few
+    hundred bytes."""
     expires = None if result.expires_at is None else (result.expires_at - _EPOCH) // _MICROSECOND
     images = [[getattr(image, name) for name in _IMAGE_FIELDS] for image in result.images]
     return orjson.dumps([result.generation_id, result.cost_micro_usd, expires, images])

@@ -17,6 +17,8 @@ from imagegate.models import (
     FlightClaim,
     FlightState,
     Generation,
+    ImageQuery,
+    ImageRecord,
     JobLink,
     Limits,
     RateLimits,
@@ -78,6 +80,67 @@ class GenerationRepository(Protocol):
         ...
 
     async def get(self, generation_id: str) -> Generation | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ImageChanges:
+    """What an owner changes on an image; None leaves a field as it is."""
+
+    alt_text: str | None = None
+    reset_alt_text: bool = False
+    """Back to the default alt text (the cleaned prompt)."""
+    tags: tuple[str, ...] | None = None
+    """The whole new list (already cleaned), replacing the old one."""
+    pinned: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRemoval:
+    """What deleting an image record left behind for the caller to clean up."""
+
+    record: ImageRecord
+    unreferenced_keys: tuple[str, ...]
+    """Blobs (image, thumbnail) that no remaining record refers to: safe to delete."""
+    cache_entries: tuple[tuple[str, str], ...]
+    """``(scope, cache_key)`` of the cache entries that served this image, now removed."""
+
+
+class ImageRepository(Protocol):
+    """The image library's records."""
+
+    async def find_user(self, name_or_id: str) -> str | None:
+        """The id of the user with this id, else of the user with this name."""
+        ...
+
+    async def page(
+        self,
+        *,
+        user_id: str | None,
+        query: ImageQuery,
+        before: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[ImageRecord]:
+        """Up to ``limit`` images of ``user_id`` (everyone's when None) matching every filter
+        of ``query`` (``query.user`` aside: the caller resolved it), newest first (created
+        at, then id, descending), strictly after the ``before`` position. ``query.q`` is a
+        full-text search of the prompts, by each database's own index;
+        ``InvalidRequest`` when it has no word to search for."""
+        ...
+
+    async def get(self, image_id: str) -> ImageRecord | None: ...
+
+    async def of_generation(self, generation_id: str) -> list[ImageRecord]:
+        """The images of one generation, in their order."""
+        ...
+
+    async def update(self, image_id: str, changes: ImageChanges) -> ImageRecord | None:
+        """Apply ``changes`` in one transaction; the record after, or None if there is none."""
+        ...
+
+    async def delete(self, image_id: str) -> ImageRemoval | None:
+        """Delete the record, its tags and the cache entries of its generation in one
+        transaction; None if there was no such record."""
+        ...
 
 
 class CacheRepository(Protocol):

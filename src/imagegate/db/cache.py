@@ -22,6 +22,8 @@ _IMAGE_FIELDS = (
     "height",
     "byte_size",
     "revised_prompt",
+    "thumbnail_key",
+    "placeholder",
 )
 
 

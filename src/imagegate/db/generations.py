@@ -92,6 +92,12 @@ def _image_rows(g: Generation) -> list[dict[str, Any]]:
             "byte_size": image.byte_size,
             "revised_prompt": image.revised_prompt,
             "created_at": g.completed_at,
+            "user_id": g.user_id,
+            "model": g.model,
+            "provider": g.provider,
+            "outcome": g.outcome.value,
+            "thumbnail_key": image.thumbnail_key,
+            "placeholder": image.placeholder,
         }
         for position, image in enumerate(g.images)
     ]
@@ -259,6 +265,8 @@ def _to_generation(
                 height=i.height,
                 byte_size=i.byte_size,
                 revised_prompt=i.revised_prompt,
+                thumbnail_key=i.thumbnail_key,
+                placeholder=i.placeholder,
             )
             for i in image_rows
         ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from imagegate.catalog import ModelSpec, Target
@@ -26,6 +27,9 @@ class ImageProvider(Protocol):
     async def aclose(self) -> None: ...
 
 
+ResultCheck = Callable[[ProviderResult], Awaitable[None]]
+
+
 class ModelRouter(Protocol):
     """Sends a request for a public model to the target(s) that serve it."""
 
@@ -38,9 +42,17 @@ class ModelRouter(Protocol):
         ...
 
     async def generate(
-        self, spec: ModelSpec, request: NormalizedRequest, attempts: list[Attempt]
+        self,
+        spec: ModelSpec,
+        request: NormalizedRequest,
+        attempts: list[Attempt],
+        verify: ResultCheck | None = None,
     ) -> ProviderResult:
-        """Make the images; every upstream call is appended to ``attempts``, even on failure."""
+        """Make the images; every upstream call is appended to ``attempts``, even on failure.
+
+        ``verify`` looks at each call's result before it counts as a success: the
+        ``ProviderError`` it raises (undecodable bytes, say) fails that attempt like any other
+        retryable upstream error, so the call is retried or the next target tried."""
         ...
 
     def capacity(self, name: str) -> int:

@@ -38,7 +38,7 @@ from imagegate.errors import (
     ProviderUnavailable,
 )
 from imagegate.models import Attempt, NormalizedRequest, ProviderResult
-from imagegate.providers.base import ImageProvider
+from imagegate.providers.base import ImageProvider, ResultCheck
 from imagegate.providers.breaker import BreakerPolicy, BreakerState, CircuitBreaker
 
 DEFAULT_PROVIDER_CONCURRENCY = 10
@@ -139,10 +139,14 @@ class Router:
     # -- calling --------------------------------------------------------------------------
 
     async def generate(
-        self, spec: ModelSpec, request: NormalizedRequest, attempts: list[Attempt]
+        self,
+        spec: ModelSpec,
+        request: NormalizedRequest,
+        attempts: list[Attempt],
+        verify: ResultCheck | None = None,
     ) -> ProviderResult:
         """Make ``request.n`` images for public model ``spec.name``; every try is appended to
-        ``attempts``, also when the call fails."""
+        ``attempts``, also when the call fails. A result ``verify`` refuses is a failed try."""
         route = self._routes.get(spec.name)
         if route is None:
             raise ModelNotFound(f"The model {spec.name!r} is not configured.", param="model")
@@ -152,12 +156,15 @@ class Router:
         deadline = time.monotonic() + self._retry.deadline_seconds
         per_call = min(t.spec.per_call for t in targets)
         if request.n <= per_call:  # the common case: one call, no extra task
-            return await self._call(targets, request, deadline, attempts)
+            return await self._call(targets, request, deadline, attempts, verify)
         chunks = [per_call] * (request.n // per_call)
         if request.n % per_call:
             chunks.append(request.n % per_call)
         outcomes = await asyncio.gather(
-            *(self._call(targets, replace(request, n=n), deadline, attempts) for n in chunks),
+            *(
+                self._call(targets, replace(request, n=n), deadline, attempts, verify)
+                for n in chunks
+            ),
             return_exceptions=True,
         )
         results = [o for o in outcomes if isinstance(o, ProviderResult)]
@@ -180,6 +187,7 @@ class Router:
         request: NormalizedRequest,
         deadline: float,
         attempts: list[Attempt],
+        verify: ResultCheck | None,
     ) -> ProviderResult:
         plan = _Plan(targets=targets)
         last_error: ImagegateError | None = None
@@ -190,7 +198,7 @@ class Router:
             if wait > 0:
                 await asyncio.sleep(wait)
             try:
-                return await self._attempt(target, request, deadline, attempts)
+                return await self._attempt(target, request, deadline, attempts, verify)
             except ImagegateError as exc:
                 if not (exc.retryable or exc.fallback):
                     raise
@@ -227,7 +235,12 @@ class Router:
         return random.uniform(0, ceiling)  # full jitter
 
     async def _attempt(
-        self, target: Target, request: NormalizedRequest, deadline: float, attempts: list[Attempt]
+        self,
+        target: Target,
+        request: NormalizedRequest,
+        deadline: float,
+        attempts: list[Attempt],
+        verify: ResultCheck | None,
     ) -> ProviderResult:
         provider = self._providers[target.provider]
         breaker = self._breakers[target.name]
@@ -235,6 +248,10 @@ class Router:
         try:
             async with asyncio.timeout(max(0.0, deadline - started)), self._gates[target.provider]:
                 result = await provider.generate(request, target)
+            if not result.images:
+                raise ProviderError(f"{target.name} returned no image")
+            if verify is not None:  # bad bytes are the target's failure, like a 5xx
+                await verify(result)  # outside the deadline and the gate: our CPU, not theirs
         except TimeoutError:
             error: ImagegateError = ProviderError(
                 f"{target.name}: no answer before the request's deadline", code="upstream_timeout"
@@ -254,8 +271,6 @@ class Router:
             raise
         self._record(attempts, target, started, None)
         breaker.record_success()
-        if not result.images:
-            raise ProviderError(f"{target.name} returned no image")
         return replace(result, provider=target.provider, upstream_model=target.spec.upstream_model)
 
     @staticmethod

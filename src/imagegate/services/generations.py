@@ -32,7 +32,9 @@ from imagegate.models import (
     JobLink,
     NormalizedRequest,
     Outcome,
+    OutputFormat,
     Principal,
+    ProviderResult,
     RawImage,
     ResponseFormat,
     StoredImage,
@@ -45,11 +47,7 @@ from imagegate.services.lanes import ModelLanes, QueueWatch
 from imagegate.services.single_flight import SingleFlight
 from imagegate.services.traffic import TrafficService
 from imagegate.storage.base import BlobStore, content_key
-from imagegate.storage.images import inspect_upload, prepare
-
-INLINE_PREPARE_BYTES = 64 * 1024
-"""Provider images up to this size are verified (and converted if need be) on the event loop,
-where a thread hop would cost more than the work; larger ones go to a worker thread."""
+from imagegate.storage.images import PreparedImage, inspect_upload, prepare
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,8 +325,9 @@ class GenerationService:
             raise
         try:
             async with self._lanes.admitted(principal, spec.name, watch):
-                result = await self._router.generate(spec, normalized, attempts)
-            delivered = await self._store_all(result.images, normalized)
+                prepared = _Prepared(normalized, self._max_pixels)
+                result = await self._router.generate(spec, normalized, attempts, prepared.check)
+            delivered = await self._store_all(result.images, prepared)
         except BaseException as exc:
             await asyncio.shield(self._budgets.release(reservation))
             if isinstance(exc, Exception):
@@ -437,28 +436,30 @@ class GenerationService:
         return replace(request, images=tuple(images), mask=mask)
 
     async def _store_all(
-        self, images: Sequence[RawImage], request: NormalizedRequest
+        self, images: Sequence[RawImage], prepared: _Prepared
     ) -> tuple[DeliveredImage, ...]:
-        return tuple(await asyncio.gather(*(self._store(raw, request) for raw in images)))
+        return tuple(await asyncio.gather(*(self._store(raw, prepared) for raw in images)))
 
-    async def _store(self, raw: RawImage, request: NormalizedRequest) -> DeliveredImage:
-        args = (raw.data, request.output_format, request.output_compression, self._max_pixels)
-        if len(raw.data) <= INLINE_PREPARE_BYTES:
-            prepared = prepare(*args)
-        else:
-            prepared = await asyncio.to_thread(prepare, *args)
-        key = content_key(prepared.data, request.output_format)
-        await self._blobs.put(key, prepared.data)
+    async def _store(self, raw: RawImage, prepared: _Prepared) -> DeliveredImage:
+        made = await prepared.of(raw)
+        output_format = prepared.request.output_format
+        key = content_key(made.data, output_format)
+        thumbnail_key = content_key(made.thumbnail, OutputFormat.WEBP)
+        await asyncio.gather(
+            self._blobs.put(key, made.data), self._blobs.put(thumbnail_key, made.thumbnail)
+        )
         image = StoredImage(
             content_hash=key.partition(".")[0],
             storage_key=key,
-            mime=request.output_format.mime,
-            width=prepared.width,
-            height=prepared.height,
-            byte_size=len(prepared.data),
+            mime=output_format.mime,
+            width=made.width,
+            height=made.height,
+            byte_size=len(made.data),
             revised_prompt=raw.revised_prompt,
+            thumbnail_key=thumbnail_key,
+            placeholder=made.placeholder,
         )
-        return DeliveredImage(image=image, url=self._blobs.url_for(key), data=prepared.data)
+        return DeliveredImage(image=image, url=self._blobs.url_for(key), data=made.data)
 
     async def _record_failure(self, draft: Generation, exc: Exception, started: float) -> None:
         code = exc.code if isinstance(exc, ImagegateError) else "internal_error"
@@ -477,6 +478,33 @@ class GenerationService:
         # The caller gets the original error; losing the failure record is the lesser harm.
         with contextlib.suppress(Unavailable):
             await self._generations.record(failed)
+
+
+class _Prepared:
+    """Post-processing of one request's provider results, run as the router's check of each
+    call: bytes that do not decode fail that attempt (retried, or the next target tried)
+    instead of failing the request after the provider was paid."""
+
+    def __init__(self, request: NormalizedRequest, max_pixels: int) -> None:
+        self.request = request
+        self._max_pixels = max_pixels
+        self._done: dict[int, PreparedImage] = {}  # by id() of the RawImage, alive in results
+
+    async def check(self, result: ProviderResult) -> None:
+        made = await asyncio.gather(*(self._prepare(raw) for raw in result.images))
+        for raw, image in zip(result.images, made, strict=True):
+            self._done[id(raw)] = image
+
+    async def of(self, raw: RawImage) -> PreparedImage:
+        done = self._done.get(id(raw))
+        return done if done is not None else await self._prepare(raw)
+
+    async def _prepare(self, raw: RawImage) -> PreparedImage:
+        request = self.request
+        args = (raw.data, request.output_format, request.output_compression, self._max_pixels)
+        # Decoding in full and making the thumbnail takes milliseconds even for small images:
+        # always off the event loop.
+        return await asyncio.to_thread(prepare, *args)
 
 
 def _shared(result: GenerationResult) -> CachedResult:

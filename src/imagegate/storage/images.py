@@ -5,10 +5,12 @@ All functions here are CPU-bound and blocking; callers run them in a worker thre
 
 from __future__ import annotations
 
+import array
+import base64
 import io
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFilter, UnidentifiedImageError
 
 from imagegate.errors import InvalidRequest, ProviderError
 from imagegate.models import OutputFormat
@@ -22,11 +24,31 @@ PNG_COMPRESS_LEVEL = 3
 _PIL_FORMATS = {OutputFormat.PNG: "PNG", OutputFormat.JPEG: "JPEG", OutputFormat.WEBP: "WEBP"}
 
 
+THUMBNAIL_SIDE = 300
+THUMBNAIL_QUALITY = 80
+PLACEHOLDER_SIDE = 16
+EDGE_SAMPLE_SIDE = 128
+"""Smart crops look for detail on a copy this big (longest side): plenty to find where the
+detail is, and a few hundred microseconds of work."""
+
+_UNREADABLE = (
+    UnidentifiedImageError,
+    OSError,
+    SyntaxError,
+    ValueError,
+    Image.DecompressionBombError,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class PreparedImage:
     data: bytes
     width: int
     height: int
+    thumbnail: bytes = b""
+    """A ``THUMBNAIL_SIDE`` square WebP, cropped where the picture has the most detail."""
+    placeholder: str = ""
+    """A ``PLACEHOLDER_SIDE`` pixel WebP of the thumbnail as a ``data:`` URI (blur-up)."""
 
 
 def encode(image: Image.Image, output_format: OutputFormat, compression: int | None) -> bytes:
@@ -37,6 +59,8 @@ def encode(image: Image.Image, output_format: OutputFormat, compression: int | N
     else:
         if output_format is OutputFormat.JPEG and image.mode not in ("RGB", "L"):
             image = image.convert("RGB")
+        elif output_format is OutputFormat.WEBP and image.mode not in ("RGB", "RGBA"):
+            image = image.convert("RGBA" if image.has_transparency_data else "RGB")
         quality = DEFAULT_QUALITY if compression is None else max(1, compression)
         image.save(buffer, _PIL_FORMATS[output_format], quality=quality)
     return buffer.getvalue()
@@ -45,26 +69,96 @@ def encode(image: Image.Image, output_format: OutputFormat, compression: int | N
 def prepare(
     data: bytes, output_format: OutputFormat, compression: int | None, max_pixels: int
 ) -> PreparedImage:
-    """Verify ``data`` is a whole image and return it in ``output_format``.
+    """Verify ``data`` is a whole image, return it in ``output_format`` with its thumbnail.
 
     Bytes already in the asked format are kept as they are (no re-encoding, so no quality loss
-    and no wasted CPU). Anything undecodable is a retryable ``ProviderError``.
+    and no wasted CPU). Every image is decoded in full (a truncated one fails here, not in a
+    browser), after its declared size is checked against ``max_pixels`` so that a
+    decompression bomb is refused before any pixel is decoded. Anything undecodable is a
+    retryable ``ProviderError``: another attempt (or provider) may return a whole image.
     """
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
+        with Image.open(io.BytesIO(data)) as probe:
+            width, height = probe.size
             if width * height > max_pixels:
                 raise ProviderError(
                     f"provider returned a {width}x{height} image, "
                     f"above the {max_pixels} pixel limit"
                 )
-            if image.format == _PIL_FORMATS[output_format]:
-                image.verify()
-                return PreparedImage(data, width, height)
+            same_format = probe.format == _PIL_FORMATS[output_format]
+            probe.verify()  # checksums and structure (PNG); verify() spends the image
+        with Image.open(io.BytesIO(data)) as image:
             image.load()
-            return PreparedImage(encode(image, output_format, compression), width, height)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            converted = data if same_format else encode(image, output_format, compression)
+            thumb = thumbnail(image)
+    except Image.DecompressionBombError as exc:  # Pillow's own guard, at twice its limit
+        raise ProviderError(
+            f"provider returned an image above the {max_pixels} pixel limit: {exc}"
+        ) from exc
+    except _UNREADABLE as exc:
         raise ProviderError(f"provider returned bytes that are not a valid image: {exc}") from exc
+    return PreparedImage(
+        converted, width, height, _webp(thumb, THUMBNAIL_QUALITY), placeholder(thumb)
+    )
+
+
+def detail_window(image: Image.Image) -> tuple[int, int, int, int]:
+    """The largest square of ``image`` holding the most detail, as a crop box.
+
+    Detail is edge energy: a grayscale copy at most ``EDGE_SAMPLE_SIDE`` pixels long is run
+    through an edge filter (``FIND_EDGES``, a Laplacian), its one-pixel border dropped (the
+    filter leaves it unfiltered), and averaged across the short side into a profile along the
+    long side. The square slides along that profile and stops where it covers the most energy;
+    among equal windows (a flat picture) the one nearest the centre wins.
+    """
+    width, height = image.size
+    side = min(width, height)
+    if width == height:
+        return (0, 0, width, height)
+    scale = EDGE_SAMPLE_SIDE / max(width, height)
+    small_size = (max(3, round(width * scale)), max(3, round(height * scale)))
+    gray = image.convert("L").resize(small_size, Image.Resampling.BOX)
+    edges = gray.filter(ImageFilter.FIND_EDGES).crop((1, 1, small_size[0] - 1, small_size[1] - 1))
+    wide = width > height
+    length = edges.size[0] if wide else edges.size[1]
+    profile = edges.convert("F").resize((length, 1) if wide else (1, length), Image.Resampling.BOX)
+    energy = array.array("f", profile.tobytes())  # mode F: one float32 per pixel
+    long_side = max(width, height)
+    window = max(1, min(length, round(side / long_side * length)))
+    running = [0.0]
+    for value in energy:
+        running.append(running[-1] + value)
+    starts = range(length - window + 1)
+    centre = (length - window) / 2
+    best = max(starts, key=lambda i: (round(running[i + window] - running[i], 3), -abs(i - centre)))
+    offset = min(long_side - side, max(0, round(best / length * long_side)))
+    return (offset, 0, offset + side, side) if wide else (0, offset, side, offset + side)
+
+
+def thumbnail(image: Image.Image) -> Image.Image:
+    """``image`` as a ``THUMBNAIL_SIDE`` square, cropped by ``detail_window``."""
+    mode = "RGBA" if image.has_transparency_data else "RGB"
+    source = image if image.mode == mode else image.convert(mode)
+    return source.resize(
+        (THUMBNAIL_SIDE, THUMBNAIL_SIDE),
+        Image.Resampling.LANCZOS,
+        box=detail_window(source),
+        reducing_gap=1.5,  # reduce() by whole factors first: 2-3x faster, as sharp at 300 px
+    )
+
+
+def placeholder(thumb: Image.Image) -> str:
+    """A tiny copy of the thumbnail as a data URI: a browser stretches it into a blur."""
+    tiny = thumb.resize((PLACEHOLDER_SIDE, PLACEHOLDER_SIDE), Image.Resampling.BOX)
+    return "data:image/webp;base64," + base64.b64encode(_webp(tiny, 40)).decode("ascii")
+
+
+def _webp(image: Image.Image, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    # method 2 of 0-6: measured 1.8 ms for a 300 px thumbnail against 4.9 ms (3) and 8.7 ms
+    # (4, the default), for files a few percent larger
+    image.save(buffer, "WEBP", quality=quality, method=2)
+    return buffer.getvalue()
 
 
 _UPLOAD_MIMES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}

@@ -73,7 +73,7 @@ async def test_one_generation_row_with_its_images_and_events(
     assert data_dir.count("images") == 3
     events = [row[0] for row in data_dir.rows("SELECT type FROM events ORDER BY id")]
     assert events == ["generation_started", "generation_completed"]
-    assert len(data_dir.stored_files()) == 3
+    assert len(data_dir.stored_files()) == 6  # each image and its thumbnail
 
 
 async def test_the_same_image_is_stored_once(
@@ -84,7 +84,7 @@ async def test_the_same_image_is_stored_once(
     second = await client.post("/v1/images/generations", json=body, headers=auth)
     assert first.json()["data"][0]["url"] == second.json()["data"][0]["url"]
     assert data_dir.count("generations") == 2
-    assert len(data_dir.stored_files()) == 1
+    assert len(data_dir.stored_files()) == 2  # the image and its thumbnail
 
 
 BAD_BODIES = [

@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 
 import pytest
+from PIL import Image
 
 from imagegate.catalog import Catalog, Target
 from imagegate.errors import (
@@ -21,9 +22,17 @@ from imagegate.errors import (
     ProviderUnavailable,
 )
 from imagegate.fingerprint import normalize_request
-from imagegate.models import Attempt, GenerationRequest, NormalizedRequest, ProviderResult, RawImage
+from imagegate.models import (
+    Attempt,
+    GenerationRequest,
+    NormalizedRequest,
+    OutputFormat,
+    ProviderResult,
+    RawImage,
+)
 from imagegate.providers.breaker import BreakerPolicy
 from imagegate.providers.router import RetryPolicy, Route, Router
+from imagegate.storage.images import encode, prepare
 
 BUILTIN = Catalog.load().get("builtin")
 Step = ImagegateError | float | None  # an error to raise, seconds to hang, or None to succeed
@@ -206,3 +215,34 @@ async def test_targets_that_cannot_take_the_request_are_skipped() -> None:
     result = await router.generate(BUILTIN, request, [])
     assert result.provider == "b"
     assert skipped.calls == []
+
+
+class Returning(Scripted):
+    """Answers each call with the next bytes of its list, as one image."""
+
+    def __init__(self, name: str, *answers: bytes) -> None:
+        super().__init__(name)
+        self.answers = list(answers)
+
+    async def generate(self, request: NormalizedRequest, target: Target) -> ProviderResult:
+        self.calls.append(request.n)
+        data = self.answers.pop(0)
+        return ProviderResult(self.name, target.spec.upstream_model, (RawImage(data, "x"),))
+
+
+async def test_a_result_that_fails_verification_is_a_failed_attempt_and_retried() -> None:
+    whole = encode(Image.effect_noise((64, 64), 60).convert("RGB"), OutputFormat.PNG, None)
+    provider = Returning("a", whole[: len(whole) // 2], whole)
+    router = _router(provider)
+    verified: list[bytes] = []
+
+    async def verify(result: ProviderResult) -> None:
+        for raw in result.images:
+            verified.append(prepare(raw.data, OutputFormat.PNG, None, 1_000_000).data)
+
+    attempts: list[Attempt] = []
+    result = await router.generate(BUILTIN, _request(), attempts, verify)
+    assert result.images[0].data == whole
+    assert verified == [whole]
+    assert [a.outcome for a in attempts] == ["upstream_error", "ok"]
+    assert provider.calls == [1, 1]

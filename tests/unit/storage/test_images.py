@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import base64
 import io
+import struct
+import zlib
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageStat
 
-from imagegate.errors import ProviderError
+from imagegate.errors import InvalidRequest, ProviderError
 from imagegate.models import OutputFormat
-from imagegate.storage.images import encode, prepare
+from imagegate.storage.images import detail_window, encode, inspect_upload, prepare
 
 
 def _png(width: int = 64, height: int = 48) -> bytes:
@@ -52,3 +55,130 @@ def test_images_above_the_pixel_limit_are_refused() -> None:
 def test_lower_compression_setting_gives_smaller_jpeg() -> None:
     image = Image.effect_noise((128, 128), 64).convert("RGB")
     assert len(encode(image, OutputFormat.JPEG, 20)) < len(encode(image, OutputFormat.JPEG, 95))
+
+
+def _bomb_png(width: int, height: int) -> bytes:
+    """A real small PNG whose header claims ``width`` x ``height`` (CRC fixed up): what a
+    decompression bomb looks like before anything is decoded."""
+    data = bytearray(_png(8, 8))
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr : ihdr + 17]))
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", crc)
+    return bytes(data)
+
+
+def _half_detailed(width: int = 600, height: int = 200, detail_at: str = "right") -> bytes:
+    """Flat grey, with a third of the picture full of noise on one side."""
+    image = Image.new("RGB", (width, height), (128, 128, 128))
+    band = min(width, height)
+    noise = Image.effect_noise((band, band), 100).convert("RGB")
+    if width > height:
+        image.paste(noise, (width - band, 0) if detail_at == "right" else (0, 0))
+    else:
+        image.paste(noise, (0, height - band) if detail_at == "bottom" else (0, 0))
+    return encode(image, OutputFormat.PNG, None)
+
+
+def test_a_truncated_png_is_a_retryable_provider_error() -> None:
+    whole = encode(Image.effect_noise((256, 256), 80).convert("RGB"), OutputFormat.PNG, None)
+    for cut in (len(whole) // 2, len(whole) - 20):
+        with pytest.raises(ProviderError, match="not a valid image") as caught:
+            prepare(whole[:cut], OutputFormat.PNG, None, max_pixels=1_000_000)
+        assert caught.value.retryable
+
+
+def test_a_corrupt_png_body_is_refused() -> None:
+    whole = bytearray(
+        encode(Image.effect_noise((128, 128), 80).convert("RGB"), OutputFormat.PNG, None)
+    )
+    middle = len(whole) // 2
+    whole[middle : middle + 16] = b"\x00" * 16
+    with pytest.raises(ProviderError):
+        prepare(bytes(whole), OutputFormat.WEBP, None, max_pixels=1_000_000)
+
+
+def test_a_decompression_bomb_is_refused_before_decoding() -> None:
+    bomb = _bomb_png(100_000, 100_000)  # ten giga-pixels declared in a few hundred bytes
+    assert len(bomb) < 1000
+    with pytest.raises(ProviderError, match="pixel limit"):
+        prepare(bomb, OutputFormat.PNG, None, max_pixels=40_000_000)
+
+
+def test_an_uploaded_bomb_is_an_invalid_request() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        inspect_upload(_bomb_png(20_000, 20_000), max_pixels=40_000_000, field="image")
+    assert caught.value.code in ("image_too_large", "invalid_image")
+    assert caught.value.param == "image"
+
+
+def test_a_truncated_upload_is_an_invalid_request() -> None:
+    whole = encode(Image.effect_noise((128, 128), 80).convert("RGB"), OutputFormat.PNG, None)
+    with pytest.raises(InvalidRequest) as caught:
+        inspect_upload(whole[: len(whole) // 2], max_pixels=1_000_000, field="mask")
+    assert (caught.value.code, caught.value.param) == ("invalid_image", "mask")
+
+
+@pytest.mark.parametrize("source", ["png", "jpeg", "webp"])
+@pytest.mark.parametrize("target", list(OutputFormat))
+def test_every_format_converts_to_every_format(source: str, target: OutputFormat) -> None:
+    image = Image.effect_noise((80, 60), 50).convert("RGB")
+    prepared = prepare(encode(image, OutputFormat(source), None), target, 70, max_pixels=10_000)
+    with Image.open(io.BytesIO(prepared.data)) as result:
+        assert result.format == {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}[target.value]
+        assert result.size == (80, 60) == (prepared.width, prepared.height)
+
+
+def test_output_compression_sets_webp_quality() -> None:
+    image = encode(Image.effect_noise((128, 128), 64).convert("RGB"), OutputFormat.PNG, None)
+    small = prepare(image, OutputFormat.WEBP, 10, max_pixels=100_000)
+    large = prepare(image, OutputFormat.WEBP, 95, max_pixels=100_000)
+    assert len(small.data) < len(large.data)
+
+
+def test_transparent_png_converts_to_webp_keeping_alpha() -> None:
+    rgba = encode(Image.new("RGBA", (32, 32), (10, 200, 10, 0)), OutputFormat.PNG, None)
+    prepared = prepare(rgba, OutputFormat.WEBP, None, max_pixels=10_000)
+    with Image.open(io.BytesIO(prepared.data)) as image:
+        assert image.mode == "RGBA"
+
+
+@pytest.mark.parametrize("size", [(600, 200), (256, 256), (100, 900), (1024, 1024)])
+def test_the_thumbnail_is_a_300_pixel_square_webp(size: tuple[int, int]) -> None:
+    prepared = prepare(_png(*size), OutputFormat.PNG, None, max_pixels=2_000_000)
+    with Image.open(io.BytesIO(prepared.thumbnail)) as thumb:
+        assert (thumb.format, thumb.size) == ("WEBP", (300, 300))
+
+
+@pytest.mark.parametrize(
+    ("size", "detail_at"), [((600, 200), "right"), ((600, 200), "left"), ((200, 600), "bottom")]
+)
+def test_the_thumbnail_crops_to_the_detailed_region(size: tuple[int, int], detail_at: str) -> None:
+    prepared = prepare(_half_detailed(*size, detail_at), OutputFormat.PNG, None, 1_000_000)
+    with Image.open(io.BytesIO(prepared.thumbnail)) as thumb:
+        spread = ImageStat.Stat(thumb.convert("L")).stddev[0]
+    # A centre crop would be flat grey (spread ~0); the noise band has a spread near 50.
+    assert spread > 30
+
+
+def test_the_window_is_centred_on_a_flat_picture() -> None:
+    with Image.open(io.BytesIO(_png(900, 300))) as image:
+        assert detail_window(image) == (300, 0, 600, 300)
+
+
+def test_the_window_follows_the_detail() -> None:
+    with Image.open(io.BytesIO(_half_detailed(600, 200, "left"))) as image:
+        image.load()
+        assert detail_window(image) == (0, 0, 200, 200)
+    with Image.open(io.BytesIO(_half_detailed(200, 600, "bottom"))) as image:
+        image.load()
+        assert detail_window(image) == (0, 400, 200, 600)
+
+
+def test_the_placeholder_is_a_tiny_webp_data_uri() -> None:
+    prepared = prepare(_png(640, 480), OutputFormat.JPEG, None, max_pixels=1_000_000)
+    header, _, payload = prepared.placeholder.partition(",")
+    assert header == "data:image/webp;base64"
+    with Image.open(io.BytesIO(base64.b64decode(payload))) as tiny:
+        assert (tiny.format, tiny.size) == ("WEBP", (16, 16))
+    assert len(prepared.placeholder) < 400

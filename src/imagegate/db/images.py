@@ -1,0 +1,257 @@
+"""The image library's records: keyset pages with filters and prompt search, edits, deletes.
+
+Pages are newest first by ``(created_at, id)``, each filter an equality on a column of
+``images`` that leads one of its composite indexes, so a page is an index walk that stops after
+``limit`` rows however deep the cursor. Prompt search is one method over two engines: SQLite's
+FTS5 table and PostgreSQL's ``tsvector`` column (migration 0007), with the same meaning on both:
+every word must appear in the prompt as a whole word (``word*``: a word starting so), case
+folded, no stemming.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from imagegate.db.base import ImageChanges, ImageRemoval
+from imagegate.db.engine import TransactionRunner, insert_rows
+from imagegate.db.tables import cache_entries, generations, image_tags, images, users
+from imagegate.errors import InvalidRequest
+from imagegate.models import ImageQuery, ImageRecord, Outcome, StoredImage
+
+MAX_SEARCH_WORDS = 16
+_WORD = re.compile(r"([^\W_]+)(\*?)")
+"""Letters and digits: what both engines' tokenizers (unicode61, PostgreSQL's parser) keep."""
+
+_COLUMNS = (*images.c, generations.c.prompt)
+
+
+def search_words(q: str) -> list[tuple[str, bool]]:
+    """``q`` as ``(word, is_prefix)`` pairs, lower-cased; at most ``MAX_SEARCH_WORDS``."""
+    words = [(m.group(1).lower(), bool(m.group(2))) for m in _WORD.finditer(q)]
+    if not words:
+        raise InvalidRequest("'q' has no word to search for.", param="q")
+    if len(words) > MAX_SEARCH_WORDS:
+        raise InvalidRequest(f"'q' may have at most {MAX_SEARCH_WORDS} words.", param="q")
+    return words
+
+
+def _matching_generations(dialect: str, q: str) -> sa.Select[Any]:
+    """Ids of the generations whose prompt has every word of ``q``."""
+    words = search_words(q)
+    if dialect == "sqlite":
+        # Words are letters and digits only, so quoting them is all the escaping FTS5 needs.
+        phrase = " AND ".join(f'"{w}"' + ("*" if prefix else "") for w, prefix in words)
+        fts = sa.table("generations_fts", sa.column("generation_id"))
+        return sa.select(fts.c.generation_id).where(
+            sa.text("generations_fts MATCH :match").bindparams(match=f"prompt : ({phrase})")
+        )
+    tsquery = " & ".join(f"'{w}'" + (":*" if prefix else "") for w, prefix in words)
+    return sa.select(generations.c.id).where(
+        sa.text("generations.prompt_search @@ to_tsquery('simple', :tsquery)").bindparams(
+            tsquery=tsquery
+        )
+    )
+
+
+def _filters(dialect: str, user_id: str | None, query: ImageQuery) -> list[sa.ColumnElement[bool]]:
+    where: list[sa.ColumnElement[bool]] = []
+    if user_id is not None:
+        where.append(images.c.user_id == user_id)
+    if query.model is not None:
+        where.append(images.c.model == query.model)
+    if query.provider is not None:
+        where.append(images.c.provider == query.provider)
+    if query.outcome is not None:
+        where.append(images.c.outcome == query.outcome.value)
+    if query.start is not None:
+        where.append(images.c.created_at >= query.start)
+    if query.end is not None:
+        where.append(images.c.created_at < query.end)
+    if query.tag is not None:
+        tagged = sa.select(image_tags.c.image_id).where(image_tags.c.tag == query.tag)
+        if user_id is not None:
+            tagged = tagged.where(image_tags.c.user_id == user_id)
+        where.append(images.c.id.in_(tagged))
+    if query.q is not None:
+        where.append(images.c.generation_id.in_(_matching_generations(dialect, query.q)))
+    return where
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything imagegate writes is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _record(row: sa.Row[Any]) -> ImageRecord:
+    m = row._mapping
+    return ImageRecord(
+        id=m["id"],
+        generation_id=m["generation_id"],
+        user_id=m["user_id"],
+        position=m["position"],
+        image=StoredImage(
+            content_hash=m["content_hash"],
+            storage_key=m["storage_key"],
+            mime=m["mime"],
+            width=m["width"],
+            height=m["height"],
+            byte_size=m["byte_size"],
+            revised_prompt=m["revised_prompt"],
+            thumbnail_key=m["thumbnail_key"],
+            placeholder=m["placeholder"],
+        ),
+        model=m["model"],
+        provider=m["provider"],
+        outcome=Outcome(m["outcome"]),
+        prompt=m["prompt"],
+        created_at=_aware(m["created_at"]),
+        alt_text=m["alt_text"],
+        tags=tuple(m["tags"] or ()),
+        pinned=bool(m["pinned"]),
+    )
+
+
+def _select_one(image_id: str) -> sa.Select[Any]:
+    return (
+        sa.select(*_COLUMNS)
+        .join(generations, generations.c.id == images.c.generation_id)
+        .where(images.c.id == image_id)
+    )
+
+
+def _update(conn: Connection, image_id: str, changes: ImageChanges) -> ImageRecord | None:
+    row = conn.execute(_select_one(image_id).with_for_update(of=images)).first()
+    if row is None:
+        return None
+    values: dict[str, Any] = {}
+    if changes.reset_alt_text:
+        values["alt_text"] = None
+    elif changes.alt_text is not None:
+        values["alt_text"] = changes.alt_text
+    if changes.pinned is not None:
+        values["pinned"] = changes.pinned
+    if changes.tags is not None:
+        values["tags"] = list(changes.tags)
+        conn.execute(image_tags.delete().where(image_tags.c.image_id == image_id))
+        insert_rows(
+            conn,
+            image_tags,
+            [{"image_id": image_id, "tag": t, "user_id": row.user_id} for t in changes.tags],
+        )
+    if values:
+        conn.execute(images.update().where(images.c.id == image_id).values(**values))
+    return _record(conn.execute(_select_one(image_id)).one())
+
+
+def _referenced(conn: Connection, key: str) -> bool:
+    """Whether any image record still uses ``key`` as its image or its thumbnail."""
+    as_image = sa.select(images.c.id).where(
+        images.c.content_hash == key.partition(".")[0], images.c.storage_key == key
+    )
+    as_thumbnail = sa.select(images.c.id).where(images.c.thumbnail_key == key)
+    found = conn.execute(as_image.limit(1)).first() or conn.execute(as_thumbnail.limit(1)).first()
+    return found is not None
+
+
+def _delete(conn: Connection, image_id: str) -> ImageRemoval | None:
+    row = conn.execute(_select_one(image_id).with_for_update(of=images)).first()
+    if row is None:
+        return None
+    record = _record(row)
+    conn.execute(image_tags.delete().where(image_tags.c.image_id == image_id))
+    conn.execute(images.delete().where(images.c.id == image_id))
+    # The generation's cache entry would answer the next identical request with this image.
+    entries = [
+        (e.scope, e.cache_key)
+        for e in conn.execute(
+            sa.select(cache_entries.c.scope, cache_entries.c.cache_key).where(
+                cache_entries.c.generation_id == record.generation_id
+            )
+        )
+    ]
+    if entries:
+        conn.execute(
+            cache_entries.delete().where(cache_entries.c.generation_id == record.generation_id)
+        )
+    keys = [record.image.storage_key]
+    if record.image.thumbnail_key is not None:
+        keys.append(record.image.thumbnail_key)
+    return ImageRemoval(
+        record=record,
+        unreferenced_keys=tuple(k for k in keys if not _referenced(conn, k)),
+        cache_entries=tuple(entries),
+    )
+
+
+class SqlImageRepository:
+    """Reads on the async ``engine``; edits and deletes through ``writes`` (one transaction
+    each, on SQLite's writer thread)."""
+
+    def __init__(self, engine: AsyncEngine, writes: TransactionRunner) -> None:
+        self._engine = engine
+        self._writes = writes
+        self._dialect = engine.dialect.name
+
+    async def find_user(self, name_or_id: str) -> str | None:
+        query = sa.select(users.c.id).where(
+            sa.or_(users.c.id == name_or_id, users.c.name == name_or_id)
+        )
+        async with self._engine.connect() as conn:
+            found = [row.id for row in await conn.execute(query)]
+        # An id wins over a name that happens to look like one.
+        found.sort(key=lambda user_id: user_id != name_or_id)
+        return found[0] if found else None
+
+    async def page(
+        self,
+        *,
+        user_id: str | None,
+        query: ImageQuery,
+        before: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[ImageRecord]:
+        where = _filters(self._dialect, user_id, query)
+        if before is not None:
+            where.append(
+                sa.tuple_(images.c.created_at, images.c.id)
+                < sa.tuple_(
+                    sa.literal(before[0], images.c.created_at.type),
+                    sa.literal(before[1], images.c.id.type),
+                )
+            )
+        statement = (
+            sa.select(*_COLUMNS)
+            .join(generations, generations.c.id == images.c.generation_id)
+            .where(*where)
+            .order_by(images.c.created_at.desc(), images.c.id.desc())
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [_record(row) for row in await conn.execute(statement)]
+
+    async def get(self, image_id: str) -> ImageRecord | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(_select_one(image_id))).first()
+        return None if row is None else _record(row)
+
+    async def of_generation(self, generation_id: str) -> list[ImageRecord]:
+        statement = (
+            sa.select(*_COLUMNS)
+            .join(generations, generations.c.id == images.c.generation_id)
+            .where(images.c.generation_id == generation_id)
+            .order_by(images.c.position)
+        )
+        async with self._engine.connect() as conn:
+            return [_record(row) for row in await conn.execute(statement)]
+
+    async def update(self, image_id: str, changes: ImageChanges) -> ImageRecord | None:
+        return await self._writes(lambda conn: _update(conn, image_id, changes))
+
+    async def delete(self, image_id: str) -> ImageRemoval | None:
+        return await self._writes(lambda conn: _delete(conn, image_id))
