@@ -25,6 +25,7 @@ from imagegate.api.routes import (
 from imagegate.container import Services, build_services
 from imagegate.queue.worker import embedded_workers
 from imagegate.settings import Settings
+from imagegate.web import install_web
 
 
 def create_app(services: Services | None = None, *, settings: Settings | None = None) -> FastAPI:
@@ -59,4 +60,5 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     app.add_middleware(RequestIdMiddleware)
     for module in (openai_images, images, jobs, models, admin, files, health, usage):
         app.include_router(module.router)
+    install_web(app)
     return app

@@ -1,0 +1,108 @@
+"""Pages: sign in/out, the gallery, one image. Handlers call the services directly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from imagegate.container import Services
+from imagegate.errors import AuthenticationFailed, NotFound
+from imagegate.models import ImageQuery, Principal
+from imagegate.web.session import COOKIE, MAX_AGE, Sessions, csrf_ok, session_secret
+
+HERE = Path(__file__).parent
+STATIC_DIR = HERE / "static"
+templates = Jinja2Templates(directory=HERE / "templates")
+router = APIRouter(include_in_schema=False)
+
+CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; script-src 'self'; style-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+PAGE_SIZE = 40
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _sessions(request: Request) -> Sessions:
+    sessions: Sessions | None = getattr(request.app.state, "web_sessions", None)
+    if sessions is None:
+        sessions = Sessions(session_secret(_services(request).settings.data_dir))
+        request.app.state.web_sessions = sessions
+    return sessions
+
+
+def _render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    response = templates.TemplateResponse(request, name, context, status_code=status)
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def _signed_in(request: Request) -> tuple[Principal, dict[str, str]] | None:
+    session = _sessions(request).read(request.cookies.get(COOKIE))
+    if session is None:
+        return None
+    try:
+        principal = await _services(request).keys.authenticate(f"Bearer {session['key']}")
+    except AuthenticationFailed:
+        return None  # a revoked key signs its sessions out
+    return principal, session
+
+
+@router.get("/", response_class=HTMLResponse)
+async def gallery(request: Request, q: str | None = None, cursor: str | None = None) -> Response:
+    found = await _signed_in(request)
+    if found is None:
+        return _render(request, "signin.html")
+    principal, session = found
+    page = await _services(request).images.list(principal, ImageQuery(q=q), cursor, PAGE_SIZE)
+    return _render(request, "gallery.html", page=page, q=q, csrf=session["csrf"])
+
+
+@router.post("/signin")
+async def sign_in(request: Request) -> Response:
+    form = await request.form()
+    key = str(form.get("api_key", "")).strip()
+    try:
+        await _services(request).keys.authenticate(f"Bearer {key}")
+    except AuthenticationFailed:
+        return _render(request, "signin.html", status=401, error="That API key is not valid.")
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(
+        COOKIE,
+        _sessions(request).issue(key),
+        max_age=MAX_AGE,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@router.post("/signout")
+async def sign_out(request: Request) -> Response:
+    session = _sessions(request).read(request.cookies.get(COOKIE))
+    form = await request.form()
+    if session is None or not csrf_ok(session, str(form.get("csrf", ""))):
+        return _render(request, "signin.html", status=403, error="Your session expired.")
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(COOKIE)
+    return response
+
+
+@router.get("/images/{image_id}", response_class=HTMLResponse)
+async def image_detail(request: Request, image_id: str) -> Response:
+    found = await _signed_in(request)
+    if found is None:
+        raise NotFound("No such image.")
+    principal, session = found
+    view = await _services(request).images.get(principal, image_id)
+    return _render(request, "detail.html", view=view, csrf=session["csrf"])

@@ -1,0 +1,45 @@
+"""Signed session cookies and CSRF tokens; the API key never reaches JavaScript."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from pathlib import Path
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+COOKIE = "imagegate_session"
+MAX_AGE = 7 * 24 * 3600
+
+
+def session_secret(data_dir: Path) -> str:
+    """The secret in ``<data_dir>/web-session-secret``, made on first use and kept."""
+    path = data_dir / "web-session-secret"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(32)
+    path.write_text(secret)
+    path.chmod(0o600)
+    return secret
+
+
+class Sessions:
+    def __init__(self, secret: str) -> None:
+        self._signer = URLSafeTimedSerializer(secret, salt="imagegate-web-session")
+
+    def issue(self, api_key: str) -> str:
+        return self._signer.dumps({"key": api_key, "csrf": secrets.token_urlsafe(16)})
+
+    def read(self, cookie: str | None) -> dict[str, str] | None:
+        if not cookie:
+            return None
+        try:
+            data = self._signer.loads(cookie, max_age=MAX_AGE)
+        except BadSignature:
+            return None
+        return data if isinstance(data, dict) else None
+
+
+def csrf_ok(session: dict[str, str], token: str | None) -> bool:
+    return token is not None and hmac.compare_digest(session.get("csrf", ""), token)
