@@ -1,0 +1,66 @@
+"""The generate page: a plain form that works without JavaScript (submits and waits).
+
+Prompt enhancement: when an enhancer is configured, its toggle goes in the template's marked
+``ENHANCE-PROMPT`` spot; nothing here depends on it yet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from imagegate.errors import ImagegateError
+from imagegate.models import GenerationRequest
+from imagegate.services.caching import CacheMode
+from imagegate.web.pages import _render, _services, _signed_in
+from imagegate.web.session import csrf_ok
+
+router = APIRouter(include_in_schema=False)
+MAX_N = 4
+
+
+def _form_context(request: Request, form: dict[str, str]) -> dict[str, Any]:
+    models = list(_services(request).generations.available_models())
+    return {"models": models, "form": form, "max_n": MAX_N}
+
+
+@router.get("/generate", response_class=HTMLResponse)
+async def generate_page(request: Request) -> Response:
+    found = await _signed_in(request)
+    if found is None:
+        return RedirectResponse("/", status_code=303)
+    _, session = found
+    return _render(request, "generate.html", csrf=session["csrf"], **_form_context(request, {}))
+
+
+@router.post("/generate", response_class=HTMLResponse)
+async def generate(request: Request) -> Response:
+    found = await _signed_in(request)
+    if found is None:
+        return RedirectResponse("/", status_code=303)
+    principal, session = found
+    form = {key: str(value) for key, value in (await request.form()).items()}
+    if not csrf_ok(session, form.get("csrf")):
+        return _render(request, "signin.html", status=403, error="Your session expired.")
+    context = _form_context(request, form)
+    try:
+        n = min(max(int(form.get("n") or 1), 1), MAX_N)
+    except ValueError:
+        n = 1
+    wanted = GenerationRequest(
+        prompt=form.get("prompt", ""),
+        model=form.get("model") or None,
+        n=n,
+        size=form.get("size") or None,
+        quality=form.get("quality") or None,
+    )
+    mode = CacheMode.REFRESH if form.get("regenerate") == "1" else CacheMode.DEFAULT
+    try:
+        result = await _services(request).generations.generate(principal, wanted, mode)
+    except ImagegateError as exc:
+        return _render(
+            request, "generate.html", status=200, csrf=session["csrf"], error=exc.message, **context
+        )
+    return _render(request, "generate.html", csrf=session["csrf"], result=result, **context)

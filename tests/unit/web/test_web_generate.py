@@ -1,0 +1,48 @@
+"""The generate page, without JavaScript: the form submits, waits and shows the images."""
+
+from __future__ import annotations
+
+import io
+
+import httpx
+from PIL import Image
+
+
+async def _signed_in_token(client: httpx.AsyncClient, key: str) -> str:
+    assert (await client.post("/signin", data={"api_key": key})).status_code == 303
+    page = (await client.get("/generate")).text
+    assert 'name="prompt"' in page
+    return page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+
+
+async def test_generate_shows_the_image_and_offers_regenerate(
+    client: httpx.AsyncClient, user_key: str
+) -> None:
+    token = await _signed_in_token(client, user_key)
+    form = {"csrf": token, "prompt": "a green kite", "model": "builtin", "size": "256x256"}
+    page = await client.post("/generate", data=form)
+    assert page.status_code == 200
+    assert "Regenerate" in page.text
+    src = page.text.split('<img src="', 1)[1].split('"', 1)[0]
+    with Image.open(io.BytesIO((await client.get(src)).content)) as image:
+        assert image.size == (256, 256)
+    again = await client.post("/generate", data=form | {"regenerate": "1"})
+    assert "Result (miss)" in again.text or "Result (bypass)" in again.text
+    assert "a green kite" in (await client.get("/")).text.lower()
+
+
+async def test_a_failure_is_explained_and_the_form_kept_for_try_again(
+    client: httpx.AsyncClient, user_key: str
+) -> None:
+    token = await _signed_in_token(client, user_key)
+    form = {"csrf": token, "prompt": "a tiny kite", "model": "builtin", "size": "3x3"}
+    page = await client.post("/generate", data=form)
+    assert 'role="alert"' in page.text
+    assert "Try again" in page.text
+    assert "a tiny kite" in page.text
+
+
+async def test_a_forged_generate_is_refused(client: httpx.AsyncClient, user_key: str) -> None:
+    await _signed_in_token(client, user_key)
+    page = await client.post("/generate", data={"csrf": "forged", "prompt": "x"})
+    assert page.status_code == 403
