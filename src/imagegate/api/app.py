@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from imagegate import __version__
 from imagegate.api.errors import install_error_handlers
+from imagegate.api.http_metrics import HttpMetricsMiddleware
 from imagegate.api.idempotency import IdempotencyMiddleware
 from imagegate.api.rate_limits import RateLimitHeadersMiddleware
 from imagegate.api.request_id import RequestIdMiddleware
@@ -18,6 +19,7 @@ from imagegate.api.routes import (
     health,
     images,
     jobs,
+    metrics,
     models,
     openai_images,
     usage,
@@ -57,6 +59,7 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     app.add_middleware(IdempotencyMiddleware)  # added first = inside: replays get their own id
     app.add_middleware(RateLimitHeadersMiddleware)  # outside replays: no stale counts
     app.add_middleware(RequestIdMiddleware)
-    for module in (openai_images, images, jobs, models, admin, files, health, usage):
+    app.add_middleware(HttpMetricsMiddleware)  # outermost: times everything
+    for module in (openai_images, images, jobs, models, admin, files, health, usage, metrics):
         app.include_router(module.router)
     return app
