@@ -175,8 +175,10 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         requests_per_minute=settings.limits.requests_per_minute,
         images_per_minute=settings.limits.images_per_minute,
     )
+    metrics = Metrics()
     lanes = ModelLanes(
         shared.limiter,
+        on_wait=metrics.observe_queue_wait,
         capacity=router.capacity,
         concurrent_generations=settings.limits.concurrent_generations,
         max_waiting=settings.limits.queue_size,
@@ -185,7 +187,6 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
     )
     job_queue = SqlJobQueue(engine, transactions.run)
     changes = Broadcast()
-    metrics = Metrics()
     metrics.watch(
         lambda: [LaneGauge(s.model, s.running, s.waiting) for s in lanes.stats()],
         router.breaker_states,

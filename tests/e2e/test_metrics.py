@@ -69,5 +69,6 @@ def test_metrics_after_real_traffic(tmp_path: Path) -> None:
     assert any(name == "imagegate_breaker_state" and dict(labels)["state"] == "closed"
                and value == 1 for (name, labels), value in found.items())  # fmt: skip
     assert any(name == "imagegate_queue_running" for name, _ in found)
+    assert found[("imagegate_queue_wait_seconds_count", frozenset({("model", "builtin")}))] == 1
     for secret in (user_key, admin_key, TOKEN, "lighthouse"):  # no keys, no prompts
         assert secret not in text

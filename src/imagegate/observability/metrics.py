@@ -98,6 +98,13 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.queue_wait = Histogram(
+            "imagegate_queue_wait_seconds",
+            "Time a request waited in its model's line before calling a provider",
+            ["model"],
+            registry=r,
+            buckets=(0.001, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+        )
         self.spend = Counter(
             "imagegate_spend_usd", "Provider cost charged, by model", ["model"], registry=r
         )
@@ -113,6 +120,9 @@ class Metrics:
 
     def observe_http(self, route: str, method: str, status: int, seconds: float) -> None:
         self.http_seconds.labels(route, method, str(status)).observe(seconds)
+
+    def observe_queue_wait(self, model: str, seconds: float) -> None:
+        self.queue_wait.labels(model).observe(seconds)
 
     def observe_generation(self, generation: Generation) -> None:
         model = generation.model
