@@ -14,10 +14,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imagegate.settings import CorsSettings
 
-_ALWAYS = (
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-)
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+_REFERRER = (b"referrer-policy", b"no-referrer")
 _CSP = b"content-security-policy"
 _API_CSP = b"default-src 'none'; frame-ancestors 'none'"
 
@@ -40,15 +38,22 @@ class SecurityHeadersMiddleware:
 
 
 def _secured(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    present = set()
-    html = False
+    # ASGI header names are lower-case (Starlette writes them so): compared as they are
+    has_csp = has_nosniff = has_referrer = False
     for name, value in headers:
-        lowered = name.lower()
-        present.add(lowered)
-        if lowered == b"content-type" and value.lower().startswith(b"text/html"):
-            html = True
-    headers.extend(pair for pair in _ALWAYS if pair[0] not in present)
-    if not html and _CSP not in present:
+        if name == b"content-type":
+            has_csp = has_csp or value[:9].lower() == b"text/html"  # pages set their own
+        elif name == _CSP:
+            has_csp = True
+        elif name == _NOSNIFF[0]:
+            has_nosniff = True
+        elif name == _REFERRER[0]:
+            has_referrer = True
+    if not has_nosniff:
+        headers.append(_NOSNIFF)
+    if not has_referrer:
+        headers.append(_REFERRER)
+    if not has_csp:
         headers.append((_CSP, _API_CSP))
     return headers
 
