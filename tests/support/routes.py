@@ -28,7 +28,7 @@ def _walk(routes: Iterable[object], prefix: str) -> Iterator[tuple[str, str]]:
         if methods:
             for method in methods:
                 yield method, prefix + path
-        elif hasattr(route, "routes"):  # a Mount
+        elif getattr(route, "routes", None):  # a Mount of routes
             yield from _walk(route.routes, prefix + path)
         else:
             yield (

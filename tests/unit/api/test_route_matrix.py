@@ -2,7 +2,8 @@
 
 The table ``ROUTES`` classifies each route; ``test_every_route_is_classified`` fails when the
 app has a route the table does not name, so a new route cannot ship unchecked. To add one,
-give it an ``Access`` (and a body if it takes one): the checks follow from the class.
+give it an ``Access`` (and a body if it takes one): the checks follow from the class. A mount
+without routes of its own (static files) is one ``("ANY", "/path")`` entry.
 
 - PUBLIC  anyone, no key (health, the schema, content-addressed files).
 - KEY     any valid key; what it lists or counts is the caller's own.
@@ -27,6 +28,7 @@ from tests.support.routes import route_table
 from imagegate.api.app import create_app
 from imagegate.container import Services
 from imagegate.models import Role
+from imagegate.settings import Settings
 
 
 class Access(enum.Enum):
@@ -147,11 +149,8 @@ async def world(services: Services) -> World:
     return World(client, keys, params, b_ids)
 
 
-def test_every_route_is_classified() -> None:
-    from imagegate.settings import Settings
-
-    app = create_app(settings=Settings())
-    routes = route_table(app)
+def test_every_route_is_classified(settings: Settings) -> None:
+    routes = route_table(create_app(settings=settings))
     unclassified = sorted(routes - ROUTES.keys())
     assert not unclassified, f"classify these routes in ROUTES: {unclassified}"
     assert sorted(ROUTES.keys() - routes) == [], "ROUTES names routes the app no longer has"
