@@ -43,7 +43,7 @@ def main() -> None:
              "response_format": args.response_format}
         )  # fmt: skip
         script = post_script(Path(tmp), key, body)
-        server = ServerProcess(data_dir).start()
+        server = ServerProcess(data_dir, env={"IMAGEGATE_LIMITS__IMAGES_PER_MINUTE": "0"}).start()
         try:
             url = f"{server.base_url}/v1/images/generations"
             run_wrk(url, script, 4, 2)  # warm-up
