@@ -17,7 +17,7 @@ key, an admin. Revoked and expired keys are refused (401) on every route that ta
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,7 +44,6 @@ class Rule:
     body: dict[str, Any] | None = None
     streams: bool = False
     """The owner's answer is an endless stream: only the refusals are checked."""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 GENERATE = {"model": "builtin", "prompt": "a paper boat", "size": "256x256"}
@@ -216,3 +215,14 @@ async def test_lists_and_reports_show_user_a_nothing_of_user_b(
 async def test_public_routes_answer_without_a_key(world: World, route: tuple[str, str]) -> None:
     answer = await world.call(route, "anonymous")
     assert answer.status_code < 400, (route, answer.text)
+
+
+async def test_user_a_cannot_ask_for_user_bs_usage_by_name(world: World) -> None:
+    answer = await world.client.get(
+        "/v1/usage", params={"user": "user-b"}, headers=world.headers("a")
+    )
+    assert answer.status_code == 404
+    admin = await world.client.get(
+        "/v1/usage", params={"user": "user-b"}, headers=world.headers("admin")
+    )
+    assert admin.status_code == 200
