@@ -31,6 +31,8 @@ from imagegate.db.keys import SqlKeyRepository
 from imagegate.db.usage import SqlUsageRepository
 from imagegate.limits.base import RateLimiter
 from imagegate.limits.memory import MemoryRateLimiter
+from imagegate.observability.metered import MeteredGenerations
+from imagegate.observability.metrics import LaneGauge, Metrics
 from imagegate.outbound.client import new_outbound_client
 from imagegate.providers.assembly import build_router
 from imagegate.providers.http import new_client
@@ -76,6 +78,7 @@ class Services:
     budgets: BudgetService
     job_runs: JobRuns
     webhooks: WebhookDeliveries
+    metrics: Metrics
 
 
 def _build_blob_store(settings: Settings) -> BlobStore:
@@ -172,8 +175,10 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         requests_per_minute=settings.limits.requests_per_minute,
         images_per_minute=settings.limits.images_per_minute,
     )
+    metrics = Metrics()
     lanes = ModelLanes(
         shared.limiter,
+        on_wait=metrics.observe_queue_wait,
         capacity=router.capacity,
         concurrent_generations=settings.limits.concurrent_generations,
         max_waiting=settings.limits.queue_size,
@@ -182,10 +187,14 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
     )
     job_queue = SqlJobQueue(engine, transactions.run)
     changes = Broadcast()
+    metrics.watch(
+        lambda: [LaneGauge(s.model, s.running, s.waiting) for s in lanes.stats()],
+        router.breaker_states,
+    )
     generations = GenerationService(
         router,
         blobs,
-        generation_records,
+        MeteredGenerations(generation_records, metrics),
         cache,
         SingleFlight(
             SqlFlightRepository(engine, transactions.run),
@@ -243,6 +252,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
                 base_url=settings.base_url,
                 retry_delay=next_retry_delay,
             ),
+            metrics=metrics,
             job_runs=JobRuns(
                 job_queue,
                 generations,

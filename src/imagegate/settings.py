@@ -391,6 +391,11 @@ class Settings(BaseSettings):
         description="Longest wait to connect to Redis or for one reply; past it the cache "
         "falls through to SQL.",
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token that may scrape GET /metrics besides admin keys; default: "
+        "admin keys only.",
+    )
     database: DatabaseSettings = DatabaseSettings()
     storage: StorageSettings = StorageSettings()
     server: ServerSettings = ServerSettings()

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from imagegate import __version__
 from imagegate.api.errors import install_error_handlers
+from imagegate.api.http_metrics import HttpMetricsMiddleware
 from imagegate.api.idempotency import IdempotencyMiddleware
 from imagegate.api.rate_limits import RateLimitHeadersMiddleware
 from imagegate.api.request_id import RequestIdMiddleware
@@ -18,6 +19,7 @@ from imagegate.api.routes import (
     health,
     images,
     jobs,
+    metrics,
     models,
     openai_images,
     usage,
@@ -59,9 +61,10 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     app.add_middleware(RateLimitHeadersMiddleware)  # outside replays: no stale counts
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(HttpMetricsMiddleware)  # times everything inside CORS
     configured = services.settings if services is not None else settings
     assert configured is not None
     install_cors(app, configured.cors)  # outermost: preflights answered before anything else
-    for module in (openai_images, images, jobs, models, admin, files, health, usage):
+    for module in (openai_images, images, jobs, models, admin, files, health, usage, metrics):
         app.include_router(module.router)
     return app
