@@ -85,7 +85,6 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("PUT", "/v1/keys/{prefix}/limits"): Rule(Access.ADMIN, LIMITS),
     ("PUT", "/v1/keys/{prefix}/expiry"): Rule(Access.ADMIN, {"expires_at": None}),
     ("PUT", "/v1/users/{name}/limits"): Rule(Access.ADMIN, {}),
-    ("GET", "/metrics"): Rule(Access.ADMIN),
 }
 
 KEYED = [route for route, rule in ROUTES.items() if rule.access is not Access.PUBLIC]
