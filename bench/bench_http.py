@@ -48,7 +48,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
-        key = run_cli("keys", "create", "--name", "bench", data_dir=data_dir).stdout.strip()
+        unlimited = ("--requests-per-minute", "0", "--concurrency", "0")
+        created = run_cli("keys", "create", "--name", "bench", *unlimited, data_dir=data_dir)
+        key = created.stdout.strip()
         body = json.dumps(
             {"model": "builtin", "prompt": "a red fox in the snow", "size": args.size,
              "response_format": args.response_format}

@@ -275,6 +275,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         )
     finally:
         await generations.flush()
+        await keys.aclose()
         await generation_records.aclose()
         await transactions.aclose()
         await reads.aclose()

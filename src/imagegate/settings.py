@@ -311,6 +311,28 @@ class WebhookSettings(BaseModel):
     )
 
 
+class CorsSettings(BaseModel):
+    """Cross-origin browser access to the API: closed unless origins are listed."""
+
+    allow_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (e.g. `https://app.example.com`) whose pages may call the API from "
+        "a browser; empty = none (CORS closed). JSON list in the environment.",
+    )
+    allow_methods: list[str] = Field(
+        default_factory=lambda: ["GET", "POST", "PATCH", "PUT", "DELETE"],
+        description="Methods allowed cross-origin.",
+    )
+    allow_headers: list[str] = Field(
+        default_factory=lambda: ["Authorization", "Content-Type", "Idempotency-Key", "Prefer"],
+        description="Request headers allowed cross-origin.",
+    )
+    allow_credentials: bool = Field(
+        default=False, description="Let cross-origin pages send cookies (never with `*`)."
+    )
+    max_age_seconds: int = Field(default=600, ge=0, description="How long preflights are cached.")
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -389,6 +411,7 @@ class Settings(BaseSettings):
     jobs: JobSettings = JobSettings()
     outbound: OutboundSettings = OutboundSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    cors: CorsSettings = CorsSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     models: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Catalogue entries added or replaced by name."

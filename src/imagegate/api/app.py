@@ -24,6 +24,7 @@ from imagegate.api.routes import (
     openai_images,
     usage,
 )
+from imagegate.api.security_headers import SecurityHeadersMiddleware, install_cors
 from imagegate.container import Services, build_services
 from imagegate.queue.worker import embedded_workers
 from imagegate.settings import Settings
@@ -59,7 +60,11 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     app.add_middleware(IdempotencyMiddleware)  # added first = inside: replays get their own id
     app.add_middleware(RateLimitHeadersMiddleware)  # outside replays: no stale counts
     app.add_middleware(RequestIdMiddleware)
-    app.add_middleware(HttpMetricsMiddleware)  # outermost: times everything
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(HttpMetricsMiddleware)  # times everything inside CORS
+    configured = services.settings if services is not None else settings
+    assert configured is not None
+    install_cors(app, configured.cors)  # outermost: preflights answered before anything else
     for module in (openai_images, images, jobs, models, admin, files, health, usage, metrics):
         app.include_router(module.router)
     return app

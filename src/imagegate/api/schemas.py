@@ -211,6 +211,16 @@ class LimitsBody(BaseModel):
     images_per_day: int | None = Field(default=None, ge=0)
 
 
+class KeyExpiryBody(BaseModel):
+    """When a key stops working: an ISO 8601 moment (without an offset: UTC), or null for never."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    expires_at: datetime | None = Field(
+        description="After this moment the key is refused with 401 api_key_expired."
+    )
+
+
 class KeyLimitsBody(LimitsBody):
     """A key's budgets and quotas (missing or null = unlimited) and its traffic limits
     (missing or null = the gateway's configured default, 0 = unlimited)."""

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from imagegate.api.deps import ServicesDep
-from imagegate.errors import ImagegateError, NotFound
+from imagegate.errors import NotFound
 from imagegate.observability.metrics import CONTENT_TYPE
 
 router = APIRouter()
@@ -25,11 +25,9 @@ async def metrics(request: Request, services: ServicesDep) -> Response:
     allowed = token is not None and hmac.compare_digest(
         presented.encode(), token.get_secret_value().encode()
     )
-    if not allowed:
-        try:
-            allowed = (await services.keys.authenticate(header or None)).is_admin
-        except ImagegateError:
-            allowed = False
+    if not allowed and header:
+        # A bad, revoked or expired key gets its 401, as on every other keyed route.
+        allowed = (await services.keys.authenticate(header)).is_admin
     if not allowed:
         raise NotFound("Unknown route.")
     return Response(services.metrics.exposition(), media_type=CONTENT_TYPE)
