@@ -26,6 +26,12 @@ from tests.support.processes import free_port, openai_provider, start_gateways
 
 from bench.wrk import post_script, run_wrk
 
+# The per-key limits would answer most of the load with 429s: measure the gateway, not them.
+UNLIMITED = {
+    "IMAGEGATE_LIMITS__REQUESTS_PER_MINUTE": "0",
+    "IMAGEGATE_LIMITS__IMAGES_PER_MINUTE": "0",
+    "IMAGEGATE_LIMITS__CONCURRENT_GENERATIONS": "0",
+}
 BODY = {"model": "gpt-image-1", "prompt": "a red fox", "size": "1024x1024", "quality": "low"}
 
 
@@ -58,7 +64,9 @@ def main() -> None:
     fake = start_fake(fake_port)
     with tempfile.TemporaryDirectory() as tmp:
         fake_url = f"http://127.0.0.1:{fake_port}"
-        (server,), key = start_gateways(Path(tmp), {"providers": openai_provider(fake_url)})
+        (server,), key = start_gateways(
+            Path(tmp), {"providers": openai_provider(fake_url)}, **UNLIMITED
+        )
         try:
             # A new prompt per request: every one misses the cache and calls the provider.
             body = json.dumps({**BODY, "prompt": "a red fox UNIQUE", "response_format": "url"})

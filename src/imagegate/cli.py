@@ -11,7 +11,7 @@ import asyncio
 import signal
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -31,7 +31,7 @@ from imagegate.models import (
     ResponseFormat,
     Role,
 )
-from imagegate.services.keys import IssuedKey
+from imagegate.services.keys import IssuedKey, expiry_from
 from imagegate.services.usage import UsageGrouping, UsageReport, UsageTally, format_usd
 from imagegate.settings import Settings, load_settings
 
@@ -215,6 +215,29 @@ def _limits(
     return Limits(micro(budget_usd_day), micro(budget_usd_month), images_per_minute, images_per_day)
 
 
+ExpiresIn = Annotated[
+    str | None,
+    typer.Option(
+        help="The key stops working after this long: 90m, 12h, 30d, 2w.", show_default=False
+    ),
+]
+ExpiresAt = Annotated[
+    datetime | None,
+    typer.Option(
+        help="The key stops working at this moment (UTC unless an offset is given).",
+        formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"],
+        show_default=False,
+    ),
+]
+
+
+def _expiry(expires_in: str | None, expires_at: datetime | None) -> datetime | None:
+    try:
+        return expiry_from(expires_in, expires_at, datetime.now(UTC))
+    except ImagegateError as exc:
+        raise typer.BadParameter(exc.message) from None
+
+
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="A name for the key (and its user, if new).")],
@@ -228,11 +251,16 @@ def keys_create(
     images_per_day: PerDay = None,
     requests_per_minute: RequestsPerMinute = None,
     concurrency: Concurrency = None,
+    expires_in: ExpiresIn = None,
+    expires_at: ExpiresAt = None,
 ) -> None:
     """Create a key and print only the secret on stdout (it is shown once)."""
     limits = _limits(budget_usd_day, budget_usd_month, images_per_minute, images_per_day)
     rate_limits = RateLimits(requests_per_minute, concurrency)
-    issued = _run(lambda services: services.keys.create(name, role, user, limits, rate_limits))
+    expiry = _expiry(expires_in, expires_at)
+    issued = _run(
+        lambda services: services.keys.create(name, role, user, limits, rate_limits, expiry)
+    )
     typer.echo(issued.secret)
     err.print(f"webhook signing secret (shown once): {issued.webhook_secret}")
 
@@ -246,11 +274,25 @@ def keys_update(
     images_per_day: PerDay = None,
     requests_per_minute: RequestsPerMinute = None,
     concurrency: Concurrency = None,
+    expires_in: ExpiresIn = None,
+    expires_at: ExpiresAt = None,
+    no_expiry: Annotated[bool, typer.Option("--no-expiry", help="The key never expires.")] = False,
 ) -> None:
     """Set all of the key's limits: a budget or quota not given is removed (unlimited), a
-    traffic limit not given goes back to the configured default."""
-    limits = _limits(budget_usd_day, budget_usd_month, images_per_minute, images_per_day)
-    rate_limits = RateLimits(requests_per_minute, concurrency)
+    traffic limit not given goes back to the configured default. Given only --expires-in,
+    --expires-at or --no-expiry, it changes the expiry and leaves the limits as they are."""
+    limit_values = (budget_usd_day, budget_usd_month, images_per_minute, images_per_day)
+    traffic_values = (requests_per_minute, concurrency)
+    expiry = _expiry(expires_in, expires_at)
+    if no_expiry and expiry is not None:
+        raise typer.BadParameter("--no-expiry contradicts --expires-in/--expires-at")
+    if expiry is not None or no_expiry:
+        updated = _run(lambda services: services.keys.set_expiry(prefix, expiry))
+        if all(v is None for v in (*limit_values, *traffic_values)):
+            typer.echo(f"updated {len(updated)} key(s): {', '.join(k.name for k in updated)}")
+            return
+    limits = _limits(*limit_values)
+    rate_limits = RateLimits(*traffic_values)
     updated = _run(lambda services: services.keys.set_limits(prefix, limits, rate_limits))
     typer.echo(f"updated {len(updated)} key(s): {', '.join(k.name for k in updated)}")
 
@@ -261,7 +303,10 @@ def keys_list(
 ) -> None:
     """List keys (prefixes only: secrets are never stored)."""
     keys = _run(lambda services: services.keys.list_keys(include_revoked=all_keys))
-    table = Table("prefix", "name", "user", "role", "rpm", "concurrency", "created", "revoked")
+    table = Table(
+        "prefix", "name", "user", "role", "rpm", "concurrency", "created", "expires", "last used",
+        "revoked",
+    )  # fmt: skip
     for key in keys:
         table.add_row(
             key.prefix,
@@ -269,7 +314,8 @@ def keys_list(
             key.user_name,
             key.role.value,
             *_traffic_cells(key),
-            f"{key.created_at:%Y-%m-%d %H:%M}",
+            *(f"{t:%Y-%m-%d %H:%M}" if t else "" for t in (key.created_at, key.expires_at)),
+            f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never",
             f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "",
         )
     _print_uncropped(table)

@@ -30,7 +30,10 @@ from imagegate.db.images import SqlImageRepository
 from imagegate.db.keys import SqlKeyRepository
 from imagegate.db.usage import SqlUsageRepository
 from imagegate.limits.base import RateLimiter
+from imagegate.limits.fail_open import FailOpenRateLimiter
 from imagegate.limits.memory import MemoryRateLimiter
+from imagegate.observability.metered import MeteredGenerations
+from imagegate.observability.metrics import LaneGauge, Metrics
 from imagegate.outbound.client import new_outbound_client
 from imagegate.providers.assembly import build_router
 from imagegate.providers.http import new_client
@@ -76,6 +79,7 @@ class Services:
     budgets: BudgetService
     job_runs: JobRuns
     webhooks: WebhookDeliveries
+    metrics: Metrics
 
 
 def _build_blob_store(settings: Settings) -> BlobStore:
@@ -102,6 +106,7 @@ class _SharedState:
     limiter: RateLimiter
     cache_tier: CacheTier | None
     aclose: Callable[[], Awaitable[None]]
+    degraded: Callable[[], str | None] = lambda: None
 
 
 def _shared_state(settings: Settings) -> _SharedState:
@@ -113,7 +118,14 @@ def _shared_state(settings: Settings) -> _SharedState:
     from imagegate.limits.redis import RedisRateLimiter, connection_pool
 
     pool = connection_pool(settings.redis_url, settings.redis_timeout_seconds)
-    limiter = RedisRateLimiter(pool, settings.redis_prefix)
+    limiter: RateLimiter = RedisRateLimiter(pool, settings.redis_prefix)
+    fail_open: FailOpenRateLimiter | None = None
+    if settings.limits.on_redis_error == "open":
+        limiter = fail_open = FailOpenRateLimiter(limiter)
+
+    def degraded() -> str | None:
+        return None if fail_open is None else fail_open.degraded
+
     tier = None
     if settings.cache.enabled:
         tier = RedisCache(
@@ -126,7 +138,7 @@ def _shared_state(settings: Settings) -> _SharedState:
         await limiter.aclose()
         await pool.disconnect()
 
-    return _SharedState(limiter, tier, aclose)
+    return _SharedState(limiter, tier, aclose, degraded)
 
 
 @asynccontextmanager
@@ -172,8 +184,10 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         requests_per_minute=settings.limits.requests_per_minute,
         images_per_minute=settings.limits.images_per_minute,
     )
+    metrics = Metrics()
     lanes = ModelLanes(
         shared.limiter,
+        on_wait=metrics.observe_queue_wait,
         capacity=router.capacity,
         concurrent_generations=settings.limits.concurrent_generations,
         max_waiting=settings.limits.queue_size,
@@ -182,10 +196,14 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
     )
     job_queue = SqlJobQueue(engine, transactions.run)
     changes = Broadcast()
+    metrics.watch(
+        lambda: [LaneGauge(s.model, s.running, s.waiting) for s in lanes.stats()],
+        router.breaker_states,
+    )
     generations = GenerationService(
         router,
         blobs,
-        generation_records,
+        MeteredGenerations(generation_records, metrics),
         cache,
         SingleFlight(
             SqlFlightRepository(engine, transactions.run),
@@ -223,7 +241,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
             images=ImageLibrary(
                 SqlImageRepository(engine, transactions.run), generation_records, blobs
             ),
-            health=HealthService(SqlDatabase(engine), blobs),
+            health=HealthService(SqlDatabase(engine), blobs, (shared.degraded,)),
             usage=UsageService(SqlUsageRepository(engine), budgets),
             providers=ProviderStatusService(router, assembly.provider_status),
             idempotency=IdempotencyService(
@@ -243,6 +261,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
                 base_url=settings.base_url,
                 retry_delay=next_retry_delay,
             ),
+            metrics=metrics,
             job_runs=JobRuns(
                 job_queue,
                 generations,
@@ -256,6 +275,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         )
     finally:
         await generations.flush()
+        await keys.aclose()
         await generation_records.aclose()
         await transactions.aclose()
         await reads.aclose()

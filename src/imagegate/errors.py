@@ -8,6 +8,7 @@
     │   ├── UnsafeUrl                   400 unsafe_url              (SSRF guard: URL not callable)
     │   └── IdempotencyKeyReused        422 idempotency_key_reused  (same key, different body)
     ├── AuthenticationFailed            401 invalid_api_key
+    │   └── ApiKeyExpired               401 api_key_expired
     ├── NotFound                        404 not_found
     │   └── ModelNotFound               404 model_not_found
     ├── IdempotencyKeyInUse             409 idempotency_key_in_use  (carries retry_after)
@@ -112,6 +113,12 @@ class AuthenticationFailed(ImagegateError):
     status = 401
     type = "invalid_request_error"
     code = "invalid_api_key"
+
+
+class ApiKeyExpired(AuthenticationFailed):
+    """The key is genuine but past its ``expires_at``."""
+
+    code = "api_key_expired"
 
 
 class NotFound(ImagegateError):

@@ -350,6 +350,13 @@ class ApiKey:
     limits: Limits = NO_LIMITS
     user_limits: Limits = NO_LIMITS
     rate_limits: RateLimits = DEFAULT_RATE_LIMITS
+    expires_at: datetime | None = None
+    """When the key stops working (timezone-aware UTC); None = never."""
+    last_used_at: datetime | None = None
+    """When it last authenticated, to within a minute; None = never used."""
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
 
 @dataclass(frozen=True, slots=True)

@@ -227,6 +227,12 @@ class TrafficSettings(BaseModel):
     queue_size: int = Field(
         default=200, ge=0, description="Requests waiting per model and process; more get 429."
     )
+    on_redis_error: Literal["open", "closed"] = Field(
+        default="closed",
+        description="With IMAGEGATE_REDIS_URL, when Redis does not answer: closed refuses image "
+        "requests with 503; open serves them without limits (logged once per outage, shown as "
+        "degraded in /readyz).",
+    )
     queue_size_per_key: int = Field(
         default=100,
         ge=0,
@@ -305,6 +311,28 @@ class WebhookSettings(BaseModel):
     )
 
 
+class CorsSettings(BaseModel):
+    """Cross-origin browser access to the API: closed unless origins are listed."""
+
+    allow_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (e.g. `https://app.example.com`) whose pages may call the API from "
+        "a browser; empty = none (CORS closed). JSON list in the environment.",
+    )
+    allow_methods: list[str] = Field(
+        default_factory=lambda: ["GET", "POST", "PATCH", "PUT", "DELETE"],
+        description="Methods allowed cross-origin.",
+    )
+    allow_headers: list[str] = Field(
+        default_factory=lambda: ["Authorization", "Content-Type", "Idempotency-Key", "Prefer"],
+        description="Request headers allowed cross-origin.",
+    )
+    allow_credentials: bool = Field(
+        default=False, description="Let cross-origin pages send cookies (never with `*`)."
+    )
+    max_age_seconds: int = Field(default=600, ge=0, description="How long preflights are cached.")
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -369,6 +397,11 @@ class Settings(BaseSettings):
         description="Longest wait to connect to Redis or for one reply; past it the cache "
         "falls through to SQL.",
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token that may scrape GET /metrics besides admin keys; default: "
+        "admin keys only.",
+    )
     database: DatabaseSettings = DatabaseSettings()
     storage: StorageSettings = StorageSettings()
     server: ServerSettings = ServerSettings()
@@ -378,6 +411,7 @@ class Settings(BaseSettings):
     jobs: JobSettings = JobSettings()
     outbound: OutboundSettings = OutboundSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    cors: CorsSettings = CorsSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     models: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Catalogue entries added or replaced by name."

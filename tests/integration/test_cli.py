@@ -118,3 +118,24 @@ def test_migrate_reports_an_up_to_date_database(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "up to date" in result.stdout
     assert (tmp_path / "data" / "imagegate.db").exists()
+
+
+def test_keys_get_an_expiry_on_create_and_update(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    created = run_cli("keys", "create", "--name", "temp", "--expires-in", "30d",
+                      "--requests-per-minute", "7", data_dir=data)  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    prefix = created.stdout.strip()[:11]
+    listed = run_cli("keys", "list", data_dir=data).stdout
+    assert "never" in listed  # not used yet
+    updated = run_cli("keys", "update", prefix, "--expires-at", "2031-05-06", data_dir=data)
+    assert updated.returncode == 0, updated.stderr
+    listed_row = table_row(run_cli("keys", "list", data_dir=data).stdout, prefix)
+    assert "2031-05-06 00:00" in listed_row
+    assert "7" in listed_row  # an expiry-only update leaves the limits alone
+    cleared = run_cli("keys", "update", prefix, "--no-expiry", data_dir=data)
+    assert cleared.returncode == 0, cleared.stderr
+    assert "2031-05-06" not in run_cli("keys", "list", data_dir=data).stdout
+    bad = run_cli("keys", "create", "--name", "x", "--expires-in", "soon", data_dir=data)
+    assert bad.returncode == 2
+    assert "30d" in bad.stderr

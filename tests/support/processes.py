@@ -85,6 +85,11 @@ class ServerProcess:
             time.sleep(0.1)
         raise RuntimeError(f"server did not become ready:\n{self.log.read_text()}")
 
+    @property
+    def pid(self) -> int:
+        assert self._process is not None, "not started"
+        return self._process.pid
+
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()

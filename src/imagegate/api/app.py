@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from imagegate import __version__
 from imagegate.api.errors import install_error_handlers
+from imagegate.api.http_metrics import HttpMetricsMiddleware
 from imagegate.api.idempotency import IdempotencyMiddleware
 from imagegate.api.rate_limits import RateLimitHeadersMiddleware
 from imagegate.api.request_id import RequestIdMiddleware
@@ -18,10 +19,12 @@ from imagegate.api.routes import (
     health,
     images,
     jobs,
+    metrics,
     models,
     openai_images,
     usage,
 )
+from imagegate.api.security_headers import SecurityHeadersMiddleware, install_cors
 from imagegate.container import Services, build_services
 from imagegate.queue.worker import embedded_workers
 from imagegate.settings import Settings
@@ -58,7 +61,12 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     app.add_middleware(IdempotencyMiddleware)  # added first = inside: replays get their own id
     app.add_middleware(RateLimitHeadersMiddleware)  # outside replays: no stale counts
     app.add_middleware(RequestIdMiddleware)
-    for module in (openai_images, images, jobs, models, admin, files, health, usage):
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(HttpMetricsMiddleware)  # times everything inside CORS
+    configured = services.settings if services is not None else settings
+    assert configured is not None
+    install_cors(app, configured.cors)  # outermost: preflights answered before anything else
+    for module in (openai_images, images, jobs, models, admin, files, health, usage, metrics):
         app.include_router(module.router)
     install_web(app)
     return app

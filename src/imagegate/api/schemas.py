@@ -189,8 +189,12 @@ class ErrorResponse(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "degraded", "unavailable"]
+    """degraded: serving (200), but something is off; ``degraded`` says what."""
     checks: dict[str, str]
+    degraded: list[str] = Field(
+        default_factory=list, description="Why the service is degraded (e.g. limits fail-open)."
+    )
     providers: dict[str, str] = Field(
         default_factory=dict, description="Configured providers: ok, or why left out."
     )
@@ -205,6 +209,16 @@ class LimitsBody(BaseModel):
     budget_usd_month: float | None = Field(default=None, ge=0, description="USD per UTC month.")
     images_per_minute: int | None = Field(default=None, ge=0)
     images_per_day: int | None = Field(default=None, ge=0)
+
+
+class KeyExpiryBody(BaseModel):
+    """When a key stops working: an ISO 8601 moment (without an offset: UTC), or null for never."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    expires_at: datetime | None = Field(
+        description="After this moment the key is refused with 401 api_key_expired."
+    )
 
 
 class KeyLimitsBody(LimitsBody):

@@ -64,6 +64,14 @@ class KeyRepository(Protocol):
         """Replace a user's limits; False if there is no such user."""
         ...
 
+    async def set_key_expiry(self, prefix: str, expires_at: datetime | None) -> list[ApiKey]:
+        """Set (None: clear) the expiry of the active keys with ``prefix``; return them."""
+        ...
+
+    async def record_last_used(self, used: dict[str, datetime]) -> None:
+        """Write ``last_used_at`` for each key id, in one statement."""
+        ...
+
 
 class GenerationRepository(Protocol):
     async def record(

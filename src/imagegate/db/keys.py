@@ -31,7 +31,14 @@ _KEY_COLUMNS = (
     api_keys.c.prefix,
     api_keys.c.created_at,
     api_keys.c.revoked_at,
+    api_keys.c.expires_at,
+    api_keys.c.last_used_at,
 )
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite hands timestamps back naive; they were written in UTC."""
+    return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _to_key(row: sa.Row[tuple[object, ...]]) -> ApiKey:
@@ -48,6 +55,8 @@ def _to_key(row: sa.Row[tuple[object, ...]]) -> ApiKey:
         limits=Limits(*(m[f"key_{name}"] for name in LIMIT_NAMES)),
         user_limits=Limits(*(m[f"user_{name}"] for name in LIMIT_NAMES)),
         rate_limits=RateLimits(m["requests_per_minute"], m["concurrent_generations"]),
+        expires_at=_utc(m["expires_at"]),
+        last_used_at=_utc(m["last_used_at"]),
     )
 
 
@@ -101,6 +110,7 @@ class SqlKeyRepository:
                     key_hash=key_hash,
                     webhook_secret=webhook_secret,
                     created_at=key.created_at,
+                    expires_at=key.expires_at,
                     **_limit_values(key.limits),
                     **_rate_limit_values(key.rate_limits),
                 )
@@ -147,6 +157,23 @@ class SqlKeyRepository:
         async with self._engine.begin() as conn:
             await conn.execute(api_keys.update().where(active).values(**values))
             return [_to_key(row) for row in await conn.execute(_keys_query().where(active))]
+
+    async def set_key_expiry(self, prefix: str, expires_at: datetime | None) -> list[ApiKey]:
+        active = (api_keys.c.prefix == prefix) & api_keys.c.revoked_at.is_(None)
+        async with self._engine.begin() as conn:
+            await conn.execute(api_keys.update().where(active).values(expires_at=expires_at))
+            return [_to_key(row) for row in await conn.execute(_keys_query().where(active))]
+
+    async def record_last_used(self, used: dict[str, datetime]) -> None:
+        if not used:
+            return
+        statement = (
+            api_keys.update()
+            .where(api_keys.c.id == sa.bindparam("key_id"))
+            .values(last_used_at=sa.bindparam("used_at"))
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(statement, [{"key_id": k, "used_at": at} for k, at in used.items()])
 
     async def set_user_limits(self, user_name: str, limits: Limits) -> bool:
         async with self._engine.begin() as conn:

@@ -60,6 +60,8 @@ api_keys = sa.Table(
     sa.Column("concurrent_generations", sa.Integer, nullable=True),
     # signs this key's webhooks (Standard Webhooks, whsec_...); shown once, needed to sign
     sa.Column("webhook_secret", sa.String(100), nullable=True),
+    sa.Column("expires_at", Timestamp, nullable=True),  # NULL = never
+    sa.Column("last_used_at", Timestamp, nullable=True),  # at most a minute stale
 )
 
 generations = sa.Table(

@@ -4,20 +4,27 @@ Secrets are ``ig_`` + 43 URL-safe characters (32 random bytes). Only their SHA-2
 the first 11 characters are kept as a prefix so people can tell keys apart. Verified keys are
 remembered for ``auth_cache_seconds`` so the hot path does not read the database per request;
 a revoke in this process takes effect at once, one in another process within that time.
+
+A key may carry an expiry: past it the key is refused with ``api_key_expired`` (a cached key is
+never trusted past its expiry). ``last_used_at`` is recorded at most once a minute per key, by a
+background task: the request that notices only sets a dict entry.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import logging
+import re
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from imagegate.db.base import KeyRepository
-from imagegate.errors import AuthenticationFailed, NotFound
+from imagegate.errors import ApiKeyExpired, AuthenticationFailed, InvalidRequest, NotFound
 from imagegate.models import (
     DEFAULT_RATE_LIMITS,
     NO_LIMITS,
@@ -33,6 +40,12 @@ SECRET_PREFIX = "ig_"  # noqa: S105 - a public marker, not a secret
 DISPLAY_PREFIX_LENGTH = 11
 BOOTSTRAP_ADMIN = "admin"
 LOCAL_CLI_USER = "local-cli"
+LAST_USED_INTERVAL_SECONDS = 60.0
+"""``last_used_at`` is written at most this often per key (per process)."""
+
+log = logging.getLogger(__name__)
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +74,9 @@ class KeyService:
         self._cache_seconds = cache_seconds
         self._verified: dict[str, tuple[float, Principal]] = {}
         self._by_id: dict[str, tuple[float, Principal]] = {}
+        self._next_use_note: dict[str, float] = {}
+        self._used: dict[str, datetime] = {}
+        self._recording: asyncio.Task[None] | None = None
 
     async def create(
         self,
@@ -69,8 +85,10 @@ class KeyService:
         user: str | None = None,
         limits: Limits = NO_LIMITS,
         rate_limits: RateLimits = DEFAULT_RATE_LIMITS,
+        expires_at: datetime | None = None,
     ) -> IssuedKey:
-        """Issue a key for ``user`` (default: a user named like the key, created if new)."""
+        """Issue a key for ``user`` (default: a user named like the key, created if new),
+        working until ``expires_at`` (None: until revoked)."""
         user_id, user_role = await self._keys.ensure_user(user or name, role)
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
         key = ApiKey(
@@ -83,6 +101,7 @@ class KeyService:
             created_at=datetime.now(UTC),
             limits=limits,
             rate_limits=rate_limits,
+            expires_at=_aware(expires_at),
         )
         webhook_secret = self._new_webhook_secret()
         await self._keys.insert_key(key, hash_secret(secret), webhook_secret)
@@ -115,6 +134,15 @@ class KeyService:
         self._by_id.clear()
         return updated
 
+    async def set_expiry(self, prefix: str, expires_at: datetime | None) -> list[ApiKey]:
+        """Make the key with ``prefix`` stop working at ``expires_at`` (None: never)."""
+        updated = await self._keys.set_key_expiry(prefix, _aware(expires_at))
+        if not updated:
+            raise NotFound(f"No active API key has the prefix {prefix!r}.", param="prefix")
+        self._verified.clear()
+        self._by_id.clear()
+        return updated
+
     async def set_user_limits(self, user_name: str, limits: Limits) -> None:
         if not await self._keys.set_user_limits(user_name, limits):
             raise NotFound(f"No user {user_name!r}.", param="user")
@@ -139,6 +167,7 @@ class KeyService:
         now = time.monotonic()
         cached = self._verified.get(digest)
         if cached is not None and cached[0] > now:
+            self._note_use(cached[1], now)
             return cached[1]
         found = await self._keys.find_active_by_hash(digest)
         # The index lookup is by hash, so its timing says nothing about the secret; the final
@@ -149,9 +178,12 @@ class KeyService:
                 f"Incorrect API key provided: {_redact(secret)}. Create one with "
                 "`imagegate keys create`."
             )
-        principal = _principal(found[0])
+        key = found[0]
+        _refuse_expired(key)
+        principal = _principal(key)
         if self._cache_seconds > 0:
-            self._verified[digest] = (now + self._cache_seconds, principal)
+            self._verified[digest] = (now + self._trust_seconds(key), principal)
+        self._note_use(principal, now)
         return principal
 
     async def principal_for_key(self, key_id: str) -> Principal:
@@ -164,10 +196,46 @@ class KeyService:
         if key is None:
             self._by_id.pop(key_id, None)
             raise AuthenticationFailed("The API key that submitted this job was revoked.")
+        _refuse_expired(key)
         principal = _principal(key)
         if self._cache_seconds > 0:
-            self._by_id[key_id] = (now + self._cache_seconds, principal)
+            self._by_id[key_id] = (now + self._trust_seconds(key), principal)
         return principal
+
+    def _trust_seconds(self, key: ApiKey) -> float:
+        """How long a verified key may be served from the cache: never past its expiry."""
+        if key.expires_at is None:
+            return self._cache_seconds
+        left = (key.expires_at - datetime.now(UTC)).total_seconds()
+        return max(0.0, min(self._cache_seconds, left))
+
+    def _note_use(self, principal: Principal, now: float) -> None:
+        """Queue a ``last_used_at`` write, at most once a minute per key; never awaits."""
+        key_id = principal.key_id
+        if key_id is None or self._next_use_note.get(key_id, 0.0) > now:
+            return
+        self._next_use_note[key_id] = now + LAST_USED_INTERVAL_SECONDS
+        self._used[key_id] = datetime.now(UTC)
+        if self._recording is None:
+            self._recording = asyncio.get_running_loop().create_task(self._record_uses())
+
+    async def _record_uses(self) -> None:
+        try:
+            while self._used:
+                used, self._used = self._used, {}
+                try:
+                    await self._keys.record_last_used(used)
+                except Exception:  # bookkeeping must never fail a request
+                    log.warning("could not record last use of %d API key(s)", len(used))
+        finally:
+            self._recording = None
+
+    async def aclose(self) -> None:
+        """Write the last uses still queued (the container calls this before closing)."""
+        if self._recording is not None:
+            await self._recording
+        if self._used:
+            await self._record_uses()
 
 
 def _principal(key: ApiKey) -> Principal:
@@ -180,6 +248,43 @@ def _principal(key: ApiKey) -> Principal:
         user_limits=key.user_limits,
         rate_limits=key.rate_limits,
     )
+
+
+def expiry_from(
+    expires_in: str | None, expires_at: datetime | None, now: datetime
+) -> datetime | None:
+    """The expiry asked for as a duration from ``now`` (``90m``, ``12h``, ``30d``, ``2w``) or
+    as a moment (without an offset: UTC); None if neither was given."""
+    if expires_in is not None and expires_at is not None:
+        raise InvalidRequest("Give an expiry as a duration or as a moment, not both.")
+    if expires_at is not None:
+        return _aware(expires_at)
+    if expires_in is None:
+        return None
+    match = _DURATION.match(expires_in)
+    if match is None or int(match.group(1)) == 0:
+        raise InvalidRequest(
+            f"{expires_in!r} is not a duration: write a number and a unit, e.g. 30d, 12h, 90m, 2w.",
+            param="expires_in",
+        )
+    return now + timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """A naive moment is taken as UTC."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _refuse_expired(key: ApiKey) -> None:
+    if key.expired(datetime.now(UTC)):
+        assert key.expires_at is not None
+        raise ApiKeyExpired(
+            f"This API key ({key.prefix}...) expired at {key.expires_at:%Y-%m-%d %H:%M} UTC. "
+            "Ask an admin for a new key, or to extend this one with `imagegate keys update "
+            f"{key.prefix} --expires-at ...`."
+        )
 
 
 def _bearer_secret(authorization: str | None) -> str:

@@ -108,7 +108,10 @@ class ModelLanes:
         max_waiting_per_key: int,
         slot_seconds: float,
         poll_seconds: float = 0.25,
+        on_wait: Callable[[str, float], None] | None = None,
     ) -> None:
+        self._on_wait = on_wait
+        """Hears (model, seconds) each time a request leaves the line (metrics)."""
         self._limiter = limiter
         self._capacity = capacity
         self._concurrent_generations = concurrent_generations
@@ -130,8 +133,11 @@ class ModelLanes:
         waiting in line first if need be."""
         lane = self._lane(model)
         ticket = self._ticket(principal, watch)
+        arrived = time.monotonic()
         await self._enter(lane, ticket)
         started = time.monotonic()
+        if self._on_wait is not None:
+            self._on_wait(model, started - arrived)
         try:
             yield
         finally:

@@ -95,3 +95,24 @@ async def test_bad_limits_are_refused_and_only_admins_may_set_them(
     )
     assert users_have_no_traffic_limits.status_code == 400
     assert await _own_limits(services, worker) == RateLimits(None, None)
+
+
+async def test_admins_set_and_clear_a_keys_expiry_and_an_expired_key_gets_401(
+    client: httpx.AsyncClient, admin_auth: dict[str, str], worker: IssuedKey
+) -> None:
+    url = f"/v1/keys/{worker.key.prefix}/expiry"
+    auth = {"Authorization": f"Bearer {worker.secret}"}
+    assert (await client.put(url, json={"expires_at": None}, headers=auth)).status_code == 404
+    answer = await client.put(url, json={"expires_at": "2001-01-01T00:00:00"}, headers=admin_auth)
+    assert answer.status_code == 200
+    assert answer.json() == {"expires_at": "2001-01-01T00:00:00Z"}
+    refused = await client.post("/v1/images/generations", json=BODY, headers=auth)
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "api_key_expired"
+    cleared = await client.put(url, json={"expires_at": None}, headers=admin_auth)
+    assert cleared.json() == {"expires_at": None}
+    assert (await client.post("/v1/images/generations", json=BODY, headers=auth)).status_code == 200
+    unknown = await client.put(
+        "/v1/keys/ig_nothere/expiry", json={"expires_at": None}, headers=admin_auth
+    )
+    assert unknown.status_code == 404

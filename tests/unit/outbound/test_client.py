@@ -170,3 +170,22 @@ async def test_the_container_builds_it_from_the_settings_slice() -> None:
     async with new_outbound_client(settings) as client, receiving() as receiver:
         await client.request("GET", receiver.url(), param="u", seconds=5, max_bytes=0)
     assert receiver.requests[0].headers["user-agent"] == "ua/1"
+
+
+async def test_a_redirect_to_a_name_resolving_to_the_metadata_service_is_refused(
+    make_client: ClientFactory,
+) -> None:
+    """The first hop is the allowlisted loopback receiver; the redirect names a host whose DNS
+    answer is 169.254.169.254: the re-check after the redirect resolves and refuses it."""
+
+    async def dns(host: str, port: int) -> list[IPAddress]:
+        return [ip_address("169.254.169.254" if host == "sneaky.example" else "127.0.0.1")]
+
+    client = make_client(LOOPBACK, dns)
+    async with receiving(redirect("http://sneaky.example/latest/meta-data/")) as receiver:
+        with pytest.raises(UnsafeUrl, match="cloud metadata") as caught:
+            await client.request(
+                "GET", receiver.url(), param="image_url", seconds=5, max_bytes=64, max_redirects=3
+            )
+    assert "169.254.169.254" not in caught.value.message
+    assert len(receiver.requests) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from imagegate.api.deps import AdminPrincipal, ServicesDep
-from imagegate.api.schemas import KeyLimitsBody, LimitsBody, ProviderReportBody
+from imagegate.api.schemas import KeyExpiryBody, KeyLimitsBody, LimitsBody, ProviderReportBody
 from imagegate.models import Limits, RateLimits
 
 router = APIRouter(prefix="/v1", tags=["Admin"])
@@ -44,6 +44,18 @@ async def set_key_limits(
     rate_limits = RateLimits(body.requests_per_minute, body.concurrent_generations)
     await services.keys.set_limits(prefix, _limits(body), rate_limits)
     return body
+
+
+@router.put(
+    "/keys/{prefix}/expiry",
+    response_model=KeyExpiryBody,
+    summary="Set or clear when an API key stops working",
+)
+async def set_key_expiry(
+    prefix: str, body: KeyExpiryBody, _: AdminPrincipal, services: ServicesDep
+) -> KeyExpiryBody:
+    [key, *_others] = await services.keys.set_expiry(prefix, body.expires_at)
+    return KeyExpiryBody(expires_at=key.expires_at)
 
 
 @router.put(

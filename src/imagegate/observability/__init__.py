@@ -1,0 +1,1 @@
+"""What an operator watches: Prometheus metrics (``metrics``) fed by thin wrappers."""
