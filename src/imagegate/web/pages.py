@@ -40,6 +40,8 @@ def _sessions(request: Request) -> Sessions:
 
 
 def _render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    principal: Principal | None = getattr(request.state, "web_principal", None)
+    context.setdefault("is_admin", principal is not None and principal.is_admin)
     response = templates.TemplateResponse(request, name, context, status_code=status)
     response.headers["Content-Security-Policy"] = CSP
     response.headers["Cache-Control"] = "no-store"
@@ -54,6 +56,7 @@ async def _signed_in(request: Request) -> tuple[Principal, dict[str, str]] | Non
         principal = await _services(request).keys.authenticate(f"Bearer {session['key']}")
     except AuthenticationFailed:
         return None  # a revoked key signs its sessions out
+    request.state.web_principal = principal
     return principal, session
 
 

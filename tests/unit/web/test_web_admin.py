@@ -18,6 +18,7 @@ async def test_a_non_admin_gets_404(client: httpx.AsyncClient, user_key: str) ->
     assert (await client.get("/admin/keys")).status_code == 404
     token = await _signed_in_token(client, user_key)
     assert (await client.get("/admin/keys")).status_code == 404
+    assert 'href="/admin/keys"' not in (await client.get("/")).text
     made = await client.post("/admin/keys", data={"csrf": token, "name": "sneaky"})
     assert made.status_code == 404
 
@@ -27,6 +28,7 @@ async def test_admin_creates_a_key_shown_once_and_revokes_it(
 ) -> None:
     admin = (await services.keys.create("root", Role.ADMIN)).secret
     token = await _signed_in_token(client, admin)
+    assert 'href="/admin/keys"' in (await client.get("/")).text
     page = await client.post("/admin/keys", data={"csrf": token, "name": "carol"})
     secret = page.text.split('<code id="new-key">', 1)[1].split("<", 1)[0]
     api = {"Authorization": f"Bearer {secret}"}
