@@ -74,6 +74,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/images/{image_id}/delete"): Rule(Access.SESSION),
     ("GET", "/admin/keys"): Rule(Access.SESSION),
     ("POST", "/admin/keys"): Rule(Access.SESSION),
+    ("GET", "/usage"): Rule(Access.SESSION),
     # any key; results are the caller's own
     ("POST", "/v1/images/generations"): Rule(Access.KEY, GENERATE),
     ("POST", "/v1/images/estimate"): Rule(Access.KEY, GENERATE),
