@@ -391,6 +391,18 @@ class Settings(BaseSettings):
         description="Longest wait to connect to Redis or for one reply; past it the cache "
         "falls through to SQL.",
     )
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="`imagegate cleanup` deletes unpinned images older than this many days "
+        "(their blobs too, unless another record uses them); default: keep every image.",
+    )
+    cleanup_grace_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="`imagegate cleanup` never deletes a blob younger than this, so a write "
+        "in flight (blob stored, record not yet committed) is safe.",
+    )
     metrics_token: SecretStr | None = Field(
         default=None,
         description="Bearer token that may scrape GET /metrics besides admin keys; default: "
