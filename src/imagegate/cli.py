@@ -492,6 +492,58 @@ def generate(
         typer.echo(str(path))
 
 
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    size = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024 or unit == "GiB":
+            break
+    return f"{size:.1f} {unit}"
+
+
+@app.command()
+def cleanup(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only report what would be removed.")
+    ] = False,
+) -> None:
+    """Remove orphan blobs, expired cache entries and images past IMAGEGATE_RETENTION_DAYS;
+    report records whose blob is missing. Blobs younger than IMAGEGATE_CLEANUP_GRACE_SECONDS
+    are always kept."""
+    from rich.progress import Progress  # only this command draws a bar
+
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("cleanup", total=None)
+
+        def progress(step: str, done: int, total: int | None) -> None:
+            bar.update(task, description=step, completed=done, total=total)
+
+        report = _run(
+            lambda services: services.maintenance.cleanup(dry_run=dry_run, progress=progress)
+        )
+    verb = "would remove" if dry_run else "removed"
+    table = Table(
+        "category",
+        Column("count", justify="right"),
+        Column("bytes", justify="right"),
+        title=f"cleanup{' (dry run: nothing removed)' if dry_run else ''}",
+    )
+    labels = {
+        "orphan_blobs": f"orphan blobs ({verb})",
+        "young_orphans_kept": "young unreferenced blobs (kept)",
+        "missing_blobs": "records whose blob is missing (reported)",
+        "expired_cache_entries": f"expired cache entries ({verb})",
+        "expired_images": f"images past retention ({verb})",
+    }
+    for name, tally in report.tallies().items():
+        table.add_row(labels[name], str(tally.count), _size(tally.bytes))
+    _print_uncropped(table)
+    for image_id in report.missing_records:
+        typer.echo(f"missing blob: image {image_id}")
+
+
 def main() -> None:
     app(prog_name="imagegate")
 
