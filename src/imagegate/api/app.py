@@ -19,6 +19,7 @@ from imagegate.api.routes import (
     health,
     images,
     jobs,
+    maintenance,
     metrics,
     models,
     openai_images,
@@ -67,4 +68,5 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     install_cors(app, configured.cors)  # outermost: preflights answered before anything else
     for module in (openai_images, images, jobs, models, admin, files, health, usage, metrics):
         app.include_router(module.router)
+    app.include_router(maintenance.router)
     return app

@@ -85,6 +85,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("PUT", "/v1/keys/{prefix}/expiry"): Rule(Access.ADMIN, {"expires_at": None}),
     ("PUT", "/v1/users/{name}/limits"): Rule(Access.ADMIN, {}),
     ("GET", "/metrics"): Rule(Access.ADMIN),
+    ("POST", "/v1/admin/cleanup"): Rule(Access.ADMIN, {"dry_run": True}),
 }
 
 KEYED = [route for route, rule in ROUTES.items() if rule.access is not Access.PUBLIC]
