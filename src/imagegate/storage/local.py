@@ -81,7 +81,8 @@ class LocalBlobStore:
 
     def _walk(self) -> Iterator[BlobInfo]:
         for path in self._root.glob("??/??/*"):
-            if not is_valid_key(path.name) or path.parent.parent.name != path.name[:2]:
+            # Only where ``_path`` puts it: a stray copy elsewhere is not this key's blob.
+            if not is_valid_key(path.name) or path != self._path(path.name):
                 continue
             try:
                 stat = path.stat()
