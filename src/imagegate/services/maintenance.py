@@ -123,7 +123,7 @@ class MaintenanceService:
                 report.missing_blobs.add(0)
                 report.missing_records.append(use.image_id)
 
-        expired = await self._expired_images(uses, now)
+        expired = self._expired_images(uses, now)
         doomed = await self._retire(expired, users, stored, report, dry_run=dry_run)
         show("expired images", len(expired), len(expired))
 
@@ -155,7 +155,7 @@ class MaintenanceService:
         show("cache entries", len(entries), len(entries))
         return report
 
-    async def _expired_images(self, uses: list[BlobUse], now: datetime) -> list[BlobUse]:
+    def _expired_images(self, uses: list[BlobUse], now: datetime) -> list[BlobUse]:
         if self._retention is None:
             return []
         cutoff = now - self._retention
