@@ -19,6 +19,7 @@ from tests.support.processes import environment, free_port, run_cli
 
 PROVIDER_KEY = "sk-ProviderCredential-7d1f0c3a9e"
 FAILING_KEY = "sk-FailingProviderCredential-41b2"
+METRICS_TOKEN = "mt-MetricsScrapeToken-93c0e1"
 DEBUG_SERVE = (
     "import logging, sys; logging.basicConfig(level=logging.DEBUG, stream=sys.stdout); "
     "from imagegate.cli import main; sys.argv[0] = 'imagegate'; main()"
@@ -81,9 +82,10 @@ def test_no_secret_leaks_into_logs_or_responses(
         "IMAGEGATE_CONFIG_FILE": str(tmp_path / "imagegate.yaml"),
         "IMAGEGATE_OUTBOUND__ALLOWLIST": '["127.0.0.1"]',
         "IMAGEGATE_SERVER__ACCESS_LOG": "true",
+        "IMAGEGATE_METRICS_TOKEN": METRICS_TOKEN,
     }
     data = tmp_path / "data"
-    secrets = [PROVIDER_KEY, FAILING_KEY]
+    secrets = [PROVIDER_KEY, FAILING_KEY, METRICS_TOKEN]
     keys = {}
     for name, role in [("root", "admin"), ("alice", "user")]:
         made = run_cli("keys", "create", "--name", name, "--role", role, data_dir=data,
@@ -125,8 +127,10 @@ def test_no_secret_leaks_into_logs_or_responses(
             for path in ("/v1/providers", "/v1/events", "/v1/usage", "/openapi.json"):
                 call("GET", path, headers=admin)
             call("PUT", f"/v1/keys/{keys['alice'][:11]}/limits", headers=admin, json={})
-            if call("GET", "/metrics", headers=admin).status_code == 404:
-                call("GET", "/metrics")
+            assert call("GET", "/metrics", headers=admin).status_code == 200
+            scraped = call("GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+            assert scraped.status_code == 200
+            call("GET", "/metrics")
             time.sleep(1.5)  # let the webhook attempt and background writes log
     finally:
         process.terminate()
