@@ -31,6 +31,7 @@ from imagegate.models import (
     ResponseFormat,
     Role,
 )
+from imagegate.observability.logging import configure_logging
 from imagegate.services.keys import IssuedKey, expiry_from
 from imagegate.services.usage import UsageGrouping, UsageReport, UsageTally, format_usd
 from imagegate.settings import Settings, load_settings
@@ -102,6 +103,8 @@ def serve(
         jobs = settings.jobs.model_copy(update={"embedded_workers": False})
         settings = settings.model_copy(update={"jobs": jobs})
 
+    configure_logging(settings)
+
     async def start(services: Services) -> tuple[IssuedKey | None, dict[str, str]]:
         issued = await services.keys.ensure_bootstrap_admin()
         return issued, services.providers.report().providers
@@ -122,7 +125,7 @@ def serve(
         host=server.host,
         port=server.port,
         access_log=server.access_log,
-        log_level="info",
+        log_config=None,  # configure_logging's handler renders uvicorn's lines too
     )
 
 
@@ -148,6 +151,7 @@ def worker(
     if concurrency is not None:
         jobs = settings.jobs.model_copy(update={"concurrency": concurrency})
         settings = settings.model_copy(update={"jobs": jobs})
+    configure_logging(settings)
 
     async def work(services: Services) -> None:
         running = Worker.for_services(services, name)

@@ -339,6 +339,18 @@ class ServerSettings(BaseModel):
     access_log: bool = Field(default=True, description="One log line per HTTP request.")
 
 
+class LogSettings(BaseModel):
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Lowest level written to stderr."
+    )
+    format: Literal["json", "console"] = Field(
+        default="json", description="json: one JSON object per line; console: readable lines."
+    )
+    prompts: bool = Field(
+        default=False, description="Allow prompts in log lines (off: they are redacted)."
+    )
+
+
 class Settings(BaseSettings):
     """All of imagegate's settings; see the configuration table in README.md."""
 
@@ -424,6 +436,7 @@ class Settings(BaseSettings):
     outbound: OutboundSettings = OutboundSettings()
     webhooks: WebhookSettings = WebhookSettings()
     cors: CorsSettings = CorsSettings()
+    log: LogSettings = LogSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     models: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Catalogue entries added or replaced by name."
