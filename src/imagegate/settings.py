@@ -505,5 +505,13 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = "IMAGEGATE_" + "__".join(str(part) for part in first["loc"]).upper()
-        raise ConfigurationError(f"invalid setting {name}: {first['msg']}", param=name) from exc
+        parts = [str(part) for part in first["loc"]]
+        name = "IMAGEGATE_" + "__".join(parts).upper()
+        secret = any(w in name for w in ("KEY", "SECRET", "PASSWORD", "TOKEN", "URL"))
+        shown = not secret and not isinstance(first["input"], dict)
+        got = f" (got {first['input']!r})" if shown else ""
+        raise ConfigurationError(
+            f"invalid setting {name}{got}: {first['msg']}. Fix: correct {name} in the "
+            f"environment or {'.'.join(parts)} in imagegate.yaml, or unset it for the default",
+            param=name,
+        ) from exc
