@@ -327,6 +327,16 @@ class CorsSettings(BaseModel):
     max_age_seconds: int = Field(default=600, ge=0, description="How long preflights are cached.")
 
 
+class RequestSettings(BaseModel):
+    """Limits on what a client may send, checked before the body is parsed."""
+
+    max_body_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body (JSON or multipart, all files together); larger -> 413.",
+    )
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -399,6 +409,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     storage: StorageSettings = StorageSettings()
     server: ServerSettings = ServerSettings()
+    requests: RequestSettings = RequestSettings()
     resilience: ResilienceSettings = ResilienceSettings()
     cache: CacheSettings = CacheSettings()
     limits: TrafficSettings = TrafficSettings()
