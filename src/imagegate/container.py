@@ -30,6 +30,7 @@ from imagegate.db.images import SqlImageRepository
 from imagegate.db.keys import SqlKeyRepository
 from imagegate.db.usage import SqlUsageRepository
 from imagegate.limits.base import RateLimiter
+from imagegate.limits.fail_open import FailOpenRateLimiter
 from imagegate.limits.memory import MemoryRateLimiter
 from imagegate.observability.metered import MeteredGenerations
 from imagegate.observability.metrics import LaneGauge, Metrics
@@ -105,6 +106,7 @@ class _SharedState:
     limiter: RateLimiter
     cache_tier: CacheTier | None
     aclose: Callable[[], Awaitable[None]]
+    degraded: Callable[[], str | None] = lambda: None
 
 
 def _shared_state(settings: Settings) -> _SharedState:
@@ -116,7 +118,14 @@ def _shared_state(settings: Settings) -> _SharedState:
     from imagegate.limits.redis import RedisRateLimiter, connection_pool
 
     pool = connection_pool(settings.redis_url, settings.redis_timeout_seconds)
-    limiter = RedisRateLimiter(pool, settings.redis_prefix)
+    limiter: RateLimiter = RedisRateLimiter(pool, settings.redis_prefix)
+    fail_open: FailOpenRateLimiter | None = None
+    if settings.limits.on_redis_error == "open":
+        limiter = fail_open = FailOpenRateLimiter(limiter)
+
+    def degraded() -> str | None:
+        return None if fail_open is None else fail_open.degraded
+
     tier = None
     if settings.cache.enabled:
         tier = RedisCache(
@@ -129,7 +138,7 @@ def _shared_state(settings: Settings) -> _SharedState:
         await limiter.aclose()
         await pool.disconnect()
 
-    return _SharedState(limiter, tier, aclose)
+    return _SharedState(limiter, tier, aclose, degraded)
 
 
 @asynccontextmanager
@@ -232,7 +241,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
             images=ImageLibrary(
                 SqlImageRepository(engine, transactions.run), generation_records, blobs
             ),
-            health=HealthService(SqlDatabase(engine), blobs),
+            health=HealthService(SqlDatabase(engine), blobs, (shared.degraded,)),
             usage=UsageService(SqlUsageRepository(engine), budgets),
             providers=ProviderStatusService(router, assembly.provider_status),
             idempotency=IdempotencyService(

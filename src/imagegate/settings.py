@@ -227,6 +227,12 @@ class TrafficSettings(BaseModel):
     queue_size: int = Field(
         default=200, ge=0, description="Requests waiting per model and process; more get 429."
     )
+    on_redis_error: Literal["open", "closed"] = Field(
+        default="closed",
+        description="With IMAGEGATE_REDIS_URL, when Redis does not answer: closed refuses image "
+        "requests with 503; open serves them without limits (logged once per outage, shown as "
+        "degraded in /readyz).",
+    )
     queue_size_per_key: int = Field(
         default=100,
         ge=0,

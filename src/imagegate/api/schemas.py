@@ -193,8 +193,12 @@ class ErrorResponse(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "degraded", "unavailable"]
+    """degraded: serving (200), but something is off; ``degraded`` says what."""
     checks: dict[str, str]
+    degraded: list[str] = Field(
+        default_factory=list, description="Why the service is degraded (e.g. limits fail-open)."
+    )
     providers: dict[str, str] = Field(
         default_factory=dict, description="Configured providers: ok, or why left out."
     )

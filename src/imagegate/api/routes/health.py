@@ -20,9 +20,12 @@ async def healthz() -> dict[str, str]:
 async def readyz(services: ServicesDep) -> JSONResponse:
     checks = await services.health.readiness()
     ready = all(state == "ok" for state in checks.values())
+    degraded = services.health.degraded()
     body = Readiness(
-        status="ok" if ready else "unavailable",
+        status=("degraded" if degraded else "ok") if ready else "unavailable",
         checks=checks,
+        degraded=degraded,
         providers=services.providers.report().providers,
     )
-    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+    shown = body.model_dump(exclude=None if degraded else {"degraded"})  # listed when any
+    return JSONResponse(shown, status_code=200 if ready else 503)
