@@ -17,6 +17,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Column, Table
 
@@ -66,10 +67,10 @@ def _run(work: Callable[[Services], Awaitable[T]], settings: Settings | None = N
     try:
         return asyncio.run(main())
     except ConfigurationError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
+        err.print(f"[red]error:[/red] {escape(exc.message)}", soft_wrap=True)
         raise typer.Exit(2) from None
     except ImagegateError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
+        err.print(f"[red]error:[/red] {escape(exc.message)}", soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -93,7 +94,7 @@ def serve(
     try:
         settings = load_settings()
     except ConfigurationError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
+        err.print(f"[red]error:[/red] {escape(exc.message)}", soft_wrap=True)
         raise typer.Exit(2) from None
     server = settings.server.model_copy(
         update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
@@ -146,7 +147,7 @@ def worker(
     try:
         settings = load_settings()
     except ConfigurationError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
+        err.print(f"[red]error:[/red] {escape(exc.message)}", soft_wrap=True)
         raise typer.Exit(2) from None
     if concurrency is not None:
         jobs = settings.jobs.model_copy(update={"concurrency": concurrency})
@@ -549,7 +550,13 @@ def cleanup(
 
 
 def main() -> None:
-    app(prog_name="imagegate")
+    # Commands that load settings themselves (migrate, or any added later) get the same clear
+    # message and exit code 2 as the ones going through _run, never a traceback.
+    try:
+        app(prog_name="imagegate")
+    except ConfigurationError as exc:
+        err.print(f"[red]error:[/red] {escape(exc.message)}", soft_wrap=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -333,6 +333,16 @@ class CorsSettings(BaseModel):
     max_age_seconds: int = Field(default=600, ge=0, description="How long preflights are cached.")
 
 
+class RequestSettings(BaseModel):
+    """Limits on what a client may send, checked before the body is parsed."""
+
+    max_body_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body (JSON or multipart, all files together); larger -> 413.",
+    )
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -429,6 +439,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     storage: StorageSettings = StorageSettings()
     server: ServerSettings = ServerSettings()
+    requests: RequestSettings = RequestSettings()
     resilience: ResilienceSettings = ResilienceSettings()
     cache: CacheSettings = CacheSettings()
     limits: TrafficSettings = TrafficSettings()
@@ -536,5 +547,13 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = "IMAGEGATE_" + "__".join(str(part) for part in first["loc"]).upper()
-        raise ConfigurationError(f"invalid setting {name}: {first['msg']}", param=name) from exc
+        parts = [str(part) for part in first["loc"]]
+        name = "IMAGEGATE_" + "__".join(parts).upper()
+        secret = any(w in name for w in ("KEY", "SECRET", "PASSWORD", "TOKEN", "URL"))
+        shown = not secret and not isinstance(first["input"], dict)
+        got = f" (got {first['input']!r})" if shown else ""
+        raise ConfigurationError(
+            f"invalid setting {name}{got}: {first['msg']}. Fix: correct {name} in the "
+            f"environment or {'.'.join(parts)} in imagegate.yaml, or unset it for the default",
+            param=name,
+        ) from exc
