@@ -17,6 +17,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Column, Table
 
@@ -31,6 +32,7 @@ from imagegate.models import (
     ResponseFormat,
     Role,
 )
+from imagegate.observability.logging import configure_logging
 from imagegate.services.keys import IssuedKey, expiry_from
 from imagegate.services.usage import UsageGrouping, UsageReport, UsageTally, format_usd
 from imagegate.settings import Settings, load_settings
@@ -65,10 +67,10 @@ def _run(work: Callable[[Services], Awaitable[T]], settings: Settings | None = N
     try:
         return asyncio.run(main())
     except ConfigurationError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
+        err.print(f"[red]error:[/red] {escape(exc.message)}", soft_wrap=True)
         raise typer.Exit(2) from None
     except ImagegateError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
+        err.print(f"[red]error:[/red] {escape(exc.message)}", soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -92,7 +94,7 @@ def serve(
     try:
         settings = load_settings()
     except ConfigurationError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
+        err.print(f"[red]error:[/red] {escape(exc.message)}", soft_wrap=True)
         raise typer.Exit(2) from None
     server = settings.server.model_copy(
         update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
@@ -101,6 +103,8 @@ def serve(
     if no_workers:
         jobs = settings.jobs.model_copy(update={"embedded_workers": False})
         settings = settings.model_copy(update={"jobs": jobs})
+
+    configure_logging(settings)
 
     async def start(services: Services) -> tuple[IssuedKey | None, dict[str, str]]:
         issued = await services.keys.ensure_bootstrap_admin()
@@ -122,7 +126,7 @@ def serve(
         host=server.host,
         port=server.port,
         access_log=server.access_log,
-        log_level="info",
+        log_config=None,  # configure_logging's handler renders uvicorn's lines too
     )
 
 
@@ -143,11 +147,12 @@ def worker(
     try:
         settings = load_settings()
     except ConfigurationError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
+        err.print(f"[red]error:[/red] {escape(exc.message)}", soft_wrap=True)
         raise typer.Exit(2) from None
     if concurrency is not None:
         jobs = settings.jobs.model_copy(update={"concurrency": concurrency})
         settings = settings.model_copy(update={"jobs": jobs})
+    configure_logging(settings)
 
     async def work(services: Services) -> None:
         running = Worker.for_services(services, name)
@@ -492,8 +497,66 @@ def generate(
         typer.echo(str(path))
 
 
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    size = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024 or unit == "GiB":
+            break
+    return f"{size:.1f} {unit}"
+
+
+@app.command()
+def cleanup(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only report what would be removed.")
+    ] = False,
+) -> None:
+    """Remove orphan blobs, expired cache entries and images past IMAGEGATE_RETENTION_DAYS;
+    report records whose blob is missing. Blobs younger than IMAGEGATE_CLEANUP_GRACE_SECONDS
+    are always kept."""
+    from rich.progress import Progress  # only this command draws a bar
+
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("cleanup", total=None)
+
+        def progress(step: str, done: int, total: int | None) -> None:
+            bar.update(task, description=step, completed=done, total=total)
+
+        report = _run(
+            lambda services: services.maintenance.cleanup(dry_run=dry_run, progress=progress)
+        )
+    verb = "would remove" if dry_run else "removed"
+    table = Table(
+        "category",
+        Column("count", justify="right"),
+        Column("bytes", justify="right"),
+        title=f"cleanup{' (dry run: nothing removed)' if dry_run else ''}",
+    )
+    labels = {
+        "orphan_blobs": f"orphan blobs ({verb})",
+        "young_orphans_kept": "young unreferenced blobs (kept)",
+        "missing_blobs": "records whose blob is missing (reported)",
+        "expired_cache_entries": f"expired cache entries ({verb})",
+        "expired_images": f"images past retention ({verb})",
+    }
+    for name, tally in report.tallies().items():
+        table.add_row(labels[name], str(tally.count), _size(tally.bytes))
+    _print_uncropped(table)
+    for image_id in report.missing_records:
+        typer.echo(f"missing blob: image {image_id}")
+
+
 def main() -> None:
-    app(prog_name="imagegate")
+    # Commands that load settings themselves (migrate, or any added later) get the same clear
+    # message and exit code 2 as the ones going through _run, never a traceback.
+    try:
+        app(prog_name="imagegate")
+    except ConfigurationError as exc:
+        err.print(f"[red]error:[/red] {escape(exc.message)}", soft_wrap=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,6 +28,7 @@ from imagegate.db.generations import SqlGenerationRepository
 from imagegate.db.idempotency import SqlIdempotencyRepository
 from imagegate.db.images import SqlImageRepository
 from imagegate.db.keys import SqlKeyRepository
+from imagegate.db.maintenance import SqlMaintenanceRepository
 from imagegate.db.usage import SqlUsageRepository
 from imagegate.limits.base import RateLimiter
 from imagegate.limits.fail_open import FailOpenRateLimiter
@@ -50,6 +51,7 @@ from imagegate.services.job_runs import JobRuns
 from imagegate.services.jobs import Broadcast, JobService
 from imagegate.services.keys import KeyService
 from imagegate.services.lanes import ModelLanes
+from imagegate.services.maintenance import MaintenanceService
 from imagegate.services.providers import ProviderStatusService
 from imagegate.services.single_flight import SingleFlight
 from imagegate.services.traffic import TrafficService
@@ -80,6 +82,7 @@ class Services:
     job_runs: JobRuns
     webhooks: WebhookDeliveries
     metrics: Metrics
+    maintenance: MaintenanceService
 
 
 def _build_blob_store(settings: Settings) -> BlobStore:
@@ -230,6 +233,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         poll_seconds=jobs.poll_seconds,
         check_webhook_url=partial(outbound.guard.check, param="webhook"),
     )
+    image_records = SqlImageRepository(engine, transactions.run)
     try:
         if settings.database.auto_migrate:
             await upgrade_to_head(engine)
@@ -238,9 +242,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
             keys=keys,
             generations=generations,
             image_files=ImageFileService(blobs),
-            images=ImageLibrary(
-                SqlImageRepository(engine, transactions.run), generation_records, blobs
-            ),
+            images=ImageLibrary(image_records, generation_records, blobs),
             health=HealthService(SqlDatabase(engine), blobs, (shared.degraded,)),
             usage=UsageService(SqlUsageRepository(engine), budgets),
             providers=ProviderStatusService(router, assembly.provider_status),
@@ -262,6 +264,13 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
                 retry_delay=next_retry_delay,
             ),
             metrics=metrics,
+            maintenance=MaintenanceService(
+                SqlMaintenanceRepository(engine, transactions.run),
+                image_records,
+                blobs,
+                grace_seconds=settings.cleanup_grace_seconds,
+                retention_days=settings.retention_days,
+            ),
             job_runs=JobRuns(
                 job_queue,
                 generations,

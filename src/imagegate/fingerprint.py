@@ -9,6 +9,7 @@ one canonical ``WxH`` form. Everything a model cannot honour is refused here, wi
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from collections.abc import Iterable
 
 import orjson
@@ -25,11 +26,28 @@ from imagegate.models import (
 
 AUTO = "auto"
 CACHE_KEY_VERSION = 1
+# Upstreams take 32-bit unsigned seeds; the cache key can hold at most 64-bit integers.
+MAX_SEED = 2**32 - 1
+_ALLOWED_CONTROLS = frozenset("\t\n\r")
 
 
 def normalize_prompt(prompt: str) -> str:
     """Trim and collapse every run of whitespace (any Unicode whitespace) to one space."""
     return " ".join(prompt.split())
+
+
+def check_text(text: str, field: str) -> None:
+    """Refuse control characters (other than tab and newlines) and lone surrogates, which no
+    model draws from and which cannot be encoded as UTF-8 for the cache key or the upstream."""
+    for position, char in enumerate(text):
+        category = unicodedata.category(char)
+        if (category == "Cc" and char not in _ALLOWED_CONTROLS) or category == "Cs":
+            raise InvalidRequest(
+                f"The {field} contains the control character or invalid code point "
+                f"U+{ord(char):04X} at position {position}; remove it.",
+                param=field,
+                code="invalid_characters",
+            )
 
 
 def _choices(values: Iterable[object]) -> str:
@@ -79,6 +97,7 @@ def _optional_choice(
 
 def normalize_request(request: GenerationRequest, spec: ModelSpec) -> NormalizedRequest:
     """Check ``request`` against the model's limits and fill in its defaults."""
+    check_text(request.prompt, "prompt")
     prompt = normalize_prompt(request.prompt)
     if not prompt:
         raise InvalidRequest("The prompt must not be empty.", param="prompt", code="empty_prompt")
@@ -117,6 +136,10 @@ def normalize_request(request: GenerationRequest, spec: ModelSpec) -> Normalized
         # PNG is lossless: the setting means nothing and must not split the cache.
         compression = None
     kind = _check_inputs(request, spec)
+    if request.seed is not None and not 0 <= request.seed <= MAX_SEED:
+        raise InvalidRequest(
+            f"seed must be between 0 and {MAX_SEED}; got {request.seed}.", param="seed"
+        )
     if request.seed is not None and not spec.supports_seed:
         raise UnsupportedParameter(
             f"The parameter 'seed' is not supported by model {spec.name!r}.", param="seed"
@@ -142,7 +165,10 @@ def normalize_request(request: GenerationRequest, spec: ModelSpec) -> Normalized
 
 
 def _optional_text(value: str | None, spec: ModelSpec, field: str) -> str | None:
-    if value is None or not (text := normalize_prompt(value)):
+    if value is None:
+        return None
+    check_text(value, field)
+    if not (text := normalize_prompt(value)):
         return None
     if not spec.supports_negative_prompt:
         raise UnsupportedParameter(

@@ -333,10 +333,32 @@ class CorsSettings(BaseModel):
     max_age_seconds: int = Field(default=600, ge=0, description="How long preflights are cached.")
 
 
+class RequestSettings(BaseModel):
+    """Limits on what a client may send, checked before the body is parsed."""
+
+    max_body_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body (JSON or multipart, all files together); larger -> 413.",
+    )
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     access_log: bool = Field(default=True, description="One log line per HTTP request.")
+
+
+class LogSettings(BaseModel):
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Lowest level written to stderr."
+    )
+    format: Literal["json", "console"] = Field(
+        default="json", description="json: one JSON object per line; console: readable lines."
+    )
+    prompts: bool = Field(
+        default=False, description="Allow prompts in log lines (off: they are redacted)."
+    )
 
 
 class Settings(BaseSettings):
@@ -397,6 +419,18 @@ class Settings(BaseSettings):
         description="Longest wait to connect to Redis or for one reply; past it the cache "
         "falls through to SQL.",
     )
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="`imagegate cleanup` deletes unpinned images older than this many days "
+        "(their blobs too, unless another record uses them); default: keep every image.",
+    )
+    cleanup_grace_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="`imagegate cleanup` never deletes a blob younger than this, so a write "
+        "in flight (blob stored, record not yet committed) is safe.",
+    )
     metrics_token: SecretStr | None = Field(
         default=None,
         description="Bearer token that may scrape GET /metrics besides admin keys; default: "
@@ -405,6 +439,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     storage: StorageSettings = StorageSettings()
     server: ServerSettings = ServerSettings()
+    requests: RequestSettings = RequestSettings()
     resilience: ResilienceSettings = ResilienceSettings()
     cache: CacheSettings = CacheSettings()
     limits: TrafficSettings = TrafficSettings()
@@ -412,6 +447,7 @@ class Settings(BaseSettings):
     outbound: OutboundSettings = OutboundSettings()
     webhooks: WebhookSettings = WebhookSettings()
     cors: CorsSettings = CorsSettings()
+    log: LogSettings = LogSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     models: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Catalogue entries added or replaced by name."
@@ -511,5 +547,13 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = "IMAGEGATE_" + "__".join(str(part) for part in first["loc"]).upper()
-        raise ConfigurationError(f"invalid setting {name}: {first['msg']}", param=name) from exc
+        parts = [str(part) for part in first["loc"]]
+        name = "IMAGEGATE_" + "__".join(parts).upper()
+        secret = any(w in name for w in ("KEY", "SECRET", "PASSWORD", "TOKEN", "URL"))
+        shown = not secret and not isinstance(first["input"], dict)
+        got = f" (got {first['input']!r})" if shown else ""
+        raise ConfigurationError(
+            f"invalid setting {name}{got}: {first['msg']}. Fix: correct {name} in the "
+            f"environment or {'.'.join(parts)} in imagegate.yaml, or unset it for the default",
+            param=name,
+        ) from exc

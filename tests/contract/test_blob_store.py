@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -158,3 +159,20 @@ async def test_a_write_that_fails_part_way_leaves_nothing_under_any_name(
     with pytest.raises(StorageError, match="could not store image"):
         await broken_writes.store.put(key, data)
     assert broken_writes.stored_names() == []
+
+
+async def test_listing_names_every_stored_blob_with_its_size_and_age(store: BlobStore) -> None:
+    assert [info async for info in store.iter_blobs()] == []
+    before = datetime.now(UTC) - timedelta(minutes=5)
+    other = b"other bytes, longer"
+    other_key = content_key(other, OutputFormat.WEBP)
+    await store.put(PNG_KEY, b"fake png bytes")
+    await store.put(other_key, other)
+    listed = {info.key: info async for info in store.iter_blobs()}
+    assert set(listed) == {PNG_KEY, other_key}
+    assert listed[PNG_KEY].size == len(b"fake png bytes")
+    assert listed[other_key].size == len(other)
+    for info in listed.values():
+        assert before < info.modified <= datetime.now(UTC) + timedelta(minutes=5)
+    await store.delete(PNG_KEY)
+    assert [info.key async for info in store.iter_blobs()] == [other_key]

@@ -41,7 +41,7 @@ def _serve(data_dir: Path, env: dict[str, str], log: Path) -> tuple[subprocess.P
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-c", DEBUG_SERVE, "serve", "--port", str(port)],
-            env=environment(data_dir, **env),
+            env=environment(data_dir, IMAGEGATE_LOG__LEVEL="debug", **env),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -136,7 +136,7 @@ def test_no_secret_leaks_into_logs_or_responses(
         process.terminate()
         process.wait(timeout=15)
     logged = log.read_text()
-    assert "DEBUG" in logged  # the capture really was at DEBUG
+    assert '"level": "debug"' in logged  # the capture really was at DEBUG
     for secret in secrets:
         assert secret not in logged, f"a secret ({secret[:6]}...) is in the server log"
         for answer in seen:

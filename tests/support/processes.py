@@ -65,7 +65,9 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = environment(self.data_dir, IMAGEGATE_SERVER__ACCESS_LOG="false", **self.extra_env)
+        env = environment(
+            self.data_dir, **{"IMAGEGATE_SERVER__ACCESS_LOG": "false", **self.extra_env}
+        )
         with self.log.open("ab") as log:
             self._process = subprocess.Popen(
                 [*IMAGEGATE, "serve", "--port", str(self.port)],

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from imagegate import __version__
+from imagegate.api.body_limit import BodyLimitMiddleware
 from imagegate.api.errors import install_error_handlers
 from imagegate.api.http_metrics import HttpMetricsMiddleware
 from imagegate.api.idempotency import IdempotencyMiddleware
@@ -19,6 +20,7 @@ from imagegate.api.routes import (
     health,
     images,
     jobs,
+    maintenance,
     metrics,
     models,
     openai_images,
@@ -65,8 +67,10 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     app.add_middleware(HttpMetricsMiddleware)  # times everything inside CORS
     configured = services.settings if services is not None else settings
     assert configured is not None
+    app.add_middleware(BodyLimitMiddleware, max_bytes=configured.requests.max_body_bytes)
     install_cors(app, configured.cors)  # outermost: preflights answered before anything else
     for module in (openai_images, images, jobs, models, admin, files, health, usage, metrics):
         app.include_router(module.router)
+    app.include_router(maintenance.router)
     install_web(app)
     return app

@@ -10,6 +10,8 @@ import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from imagegate.observability.logging import request_id_var
+
 HEADER = b"x-request-id"
 _SANE = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -25,7 +27,8 @@ class RequestIdMiddleware:
         request_id = next((v for k, v in scope["headers"] if k == HEADER and _SANE.match(v)), None)
         if request_id is None:
             request_id = os.urandom(16).hex().encode()
-        scope.setdefault("state", {})["request_id"] = request_id.decode()
+        scope.setdefault("state", {})["request_id"] = text = request_id.decode()
+        request_id_var.set(text)  # every log line of this request carries it
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

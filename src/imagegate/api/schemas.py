@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from imagegate.fingerprint import MAX_SEED
 from imagegate.models import GenerationRequest, InputImage, OutputFormat, ResponseFormat
 from imagegate.services.usage import UsageGrouping
 
@@ -54,7 +55,10 @@ class CreateImageRequest(BaseModel):
     partial_images: Literal[0] | None = None
     user: str | None = Field(default=None, description="Your end user's id, recorded.")
     seed: int | None = Field(
-        default=None, ge=0, description="imagegate extension: same seed, same picture."
+        default=None,
+        ge=0,
+        le=MAX_SEED,
+        description="imagegate extension: same seed, same picture.",
     )
     negative_prompt: str | None = Field(
         default=None, description="imagegate extension: what to avoid, where the model takes it."
@@ -91,7 +95,7 @@ class CreateImageEditForm(BaseModel):
     stream: Literal[False] | None = None
     partial_images: Literal[0] | None = None
     user: str | None = None
-    seed: int | None = Field(default=None, ge=0)
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     negative_prompt: str | None = None
     strength: float | None = None
     cache: Literal["default", "refresh", "bypass"] | None = None

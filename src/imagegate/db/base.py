@@ -354,3 +354,32 @@ class BudgetRepository(Protocol):
     ) -> None:
         """Replace a reservation by what was spent and made (0 and 0 to release it)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class BlobUse:
+    """One image record and the blobs it refers to, as cleanup sees it."""
+
+    image_id: str
+    storage_key: str
+    thumbnail_key: str | None
+    created_at: datetime
+    pinned: bool
+
+
+class MaintenanceRepository(Protocol):
+    """What cleanup reads and removes; deleting images goes through ``ImageRepository``."""
+
+    async def blob_uses(self) -> list[BlobUse]: ...
+
+    async def is_referenced(self, key: str) -> bool:
+        """Whether any image record uses ``key`` (as its image or its thumbnail) now."""
+        ...
+
+    async def expired_cache_entries(self, now: datetime) -> list[tuple[str, str]]:
+        """``(scope, cache_key)`` of the entries that expired by ``now``."""
+        ...
+
+    async def delete_expired_cache_entries(self, now: datetime) -> list[tuple[str, str]]:
+        """Delete the entries that expired by ``now``; the ones deleted."""
+        ...

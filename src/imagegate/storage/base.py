@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from imagegate.models import BlobLink, BlobStream, OutputFormat
@@ -26,6 +29,15 @@ def mime_for_key(key: str) -> str:
     return _MIME_BY_EXTENSION.get(key.rpartition(".")[2], "application/octet-stream")
 
 
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    """One stored blob as a listing sees it: its key, its size, when it was last written (UTC)."""
+
+    key: str
+    size: int
+    modified: datetime
+
+
 class BlobStore(Protocol):
     """Bytes by key. Writes are atomic: a reader sees all of a blob or none of it."""
 
@@ -45,6 +57,11 @@ class BlobStore(Protocol):
     async def exists(self, key: str) -> bool: ...
 
     async def delete(self, key: str) -> None: ...
+
+    def iter_blobs(self) -> AsyncIterator[BlobInfo]:
+        """Every blob stored under a key this gateway could have made, in no set order; other
+        names (temporary files, foreign objects) are skipped."""
+        ...
 
     def url_for(self, key: str) -> str:
         """The permanent public URL of ``key``; the one place image URLs are made."""

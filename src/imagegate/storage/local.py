@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from imagegate.errors import StorageError, Unavailable
-from imagegate.storage.base import is_valid_key
+from imagegate.storage.base import BlobInfo, is_valid_key
 
 
 class LocalBlobStore:
@@ -76,6 +78,23 @@ class LocalBlobStore:
     async def delete(self, key: str) -> None:
         if is_valid_key(key):
             await asyncio.to_thread(self._path(key).unlink, True)
+
+    def _walk(self) -> Iterator[BlobInfo]:
+        for path in self._root.glob("??/??/*"):
+            # Only where ``_path`` puts it: a stray copy elsewhere is not this key's blob.
+            if not is_valid_key(path.name) or path != self._path(path.name):
+                continue
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue  # deleted while listing
+            modified = datetime.fromtimestamp(stat.st_mtime, UTC)
+            yield BlobInfo(key=path.name, size=stat.st_size, modified=modified)
+
+    async def iter_blobs(self) -> AsyncIterator[BlobInfo]:
+        found = await asyncio.to_thread(lambda: list(self._walk()))
+        for info in found:
+            yield info
 
     async def check(self) -> None:
         if not os.access(self._root, os.W_OK):

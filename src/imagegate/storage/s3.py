@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import AsyncExitStack
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar
@@ -28,7 +28,7 @@ from pydantic import SecretStr
 from imagegate.errors import ConfigurationError, StorageError, Unavailable
 from imagegate.models import BlobLink, BlobStream
 from imagegate.settings import S3Settings
-from imagegate.storage.base import is_valid_key, mime_for_key
+from imagegate.storage.base import BlobInfo, is_valid_key, mime_for_key
 
 try:
     from aiobotocore.config import AioConfig
@@ -221,6 +221,21 @@ class S3BlobStore:
             await self._ask(
                 "delete image", s3.delete_object(Bucket=self._bucket, Key=self._name(key))
             )
+
+    async def iter_blobs(self) -> AsyncIterator[BlobInfo]:
+        """ListObjectsV2 under the prefix, a page (up to 1000 objects) at a time."""
+        s3 = await self._s3()
+        pages = s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self._bucket, Prefix=self._prefix
+        )
+        try:
+            async for page in pages:
+                for item in page.get("Contents", []):
+                    key = item["Key"][len(self._prefix) :]
+                    if is_valid_key(key):
+                        yield BlobInfo(key=key, size=item["Size"], modified=item["LastModified"])
+        except _STORE_FAILURES as exc:
+            raise self._failure("list images", exc) from exc
 
     async def check(self) -> None:
         """HeadBucket: the bucket exists and these credentials may use it."""

@@ -101,6 +101,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("PUT", "/v1/keys/{prefix}/limits"): Rule(Access.ADMIN, LIMITS),
     ("PUT", "/v1/keys/{prefix}/expiry"): Rule(Access.ADMIN, {"expires_at": None}),
     ("PUT", "/v1/users/{name}/limits"): Rule(Access.ADMIN, {}),
+    ("POST", "/v1/admin/cleanup"): Rule(Access.ADMIN, {"dry_run": True}),
 }
 
 KEYED = [
