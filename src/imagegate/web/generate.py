@@ -57,8 +57,14 @@ async def generate(request: Request) -> Response:
         quality=form.get("quality") or None,
     )
     mode = CacheMode.REFRESH if form.get("regenerate") == "1" else CacheMode.DEFAULT
+    services = _services(request)
     try:
-        result = await _services(request).generations.generate(principal, wanted, mode)
+        # the same per-key request count as the API's routes (images, budgets and
+        # concurrency are checked inside the generation service)
+        state = await services.traffic.count_request(principal)
+        if state is not None:
+            services.traffic.refuse_if_over(state)
+        result = await services.generations.generate(principal, wanted, mode)
     except ImagegateError as exc:
         return _render(
             request, "generate.html", status=200, csrf=session["csrf"], error=exc.message, **context

@@ -7,6 +7,9 @@ import io
 import httpx
 from PIL import Image
 
+from imagegate.container import Services
+from imagegate.models import RateLimits
+
 
 async def _signed_in_token(client: httpx.AsyncClient, key: str) -> str:
     assert (await client.post("/signin", data={"api_key": key})).status_code == 303
@@ -46,3 +49,18 @@ async def test_a_forged_generate_is_refused(client: httpx.AsyncClient, user_key:
     await _signed_in_token(client, user_key)
     page = await client.post("/generate", data={"csrf": "forged", "prompt": "x"})
     assert page.status_code == 403
+
+
+async def test_the_generate_page_counts_against_the_keys_request_limit(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    key = (
+        await services.keys.create("slow-user", rate_limits=RateLimits(requests_per_minute=1))
+    ).secret
+    token = await _signed_in_token(client, key)
+    form = {"csrf": token, "prompt": "a paper crane", "model": "builtin", "size": "256x256"}
+    first = await client.post("/generate", data=form)
+    assert "Regenerate" in first.text
+    second = await client.post("/generate", data=form | {"prompt": "a paper boat"})
+    assert 'role="alert"' in second.text  # refused: one request a minute, as over the API
+    assert "Regenerate" not in second.text
