@@ -85,6 +85,13 @@ class ServerProcess:
             time.sleep(0.1)
         raise RuntimeError(f"server did not become ready:\n{self.log.read_text()}")
 
+    def kill(self) -> None:
+        """SIGKILL: no clean-up of any kind, as in a crash."""
+        assert self._process is not None
+        self._process.kill()
+        self._process.wait()
+        self._process = None
+
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
