@@ -26,7 +26,8 @@
     ├── RequestAbandoned                499 client_closed_request   (the caller left while queued)
     │   └── JobSuperseded               499 job_superseded          (canceled, or lease lost)
     ├── Unavailable                     503 service_unavailable     (database or storage down)
-    │   └── StorageError                507 storage_error
+    │   └── StorageError                503 storage_error           (a blob could not be written)
+    │       └── StorageFull             507 insufficient_storage    (ENOSPC, EDQUOT, EFBIG)
     └── ConfigurationError              --- invalid_setting         (at start-up: exit code 2)
 
 Each class knows its HTTP status, the OpenAI error ``type`` and a stable ``code``; the API turns
@@ -245,8 +246,14 @@ class Unavailable(ImagegateError):
 
 
 class StorageError(Unavailable):
-    status = 507
     code = "storage_error"
+
+
+class StorageFull(StorageError):
+    """The disk (or quota, or file-size limit) is full: 507, not worth an immediate retry."""
+
+    status = 507
+    code = "insufficient_storage"
 
 
 class ConfigurationError(ImagegateError):

@@ -1,5 +1,5 @@
 """A gateway whose images live in S3 (moto's server on loopback): generate with the builtin
-model, fetch the permanent URL, find the object in the bucket; a store that fails is a 507 and
+model, fetch the permanent URL, find the object in the bucket; a store that fails is a 503 and
 leaves no record pointing at an image that is not there."""
 
 from __future__ import annotations
@@ -152,13 +152,13 @@ def _generations(data: DataDir) -> list[tuple[object, ...]]:
     )
 
 
-async def test_a_missing_bucket_is_a_507_and_not_ready(tmp_path: Path, s3_server: S3Server) -> None:
+async def test_a_missing_bucket_is_a_503_and_not_ready(tmp_path: Path, s3_server: S3Server) -> None:
     async with gateway(tmp_path, s3_server.settings("imagegate-no-such-bucket")) as gw:
         ready = await gw.http.get("/readyz")
         assert ready.status_code == 503
         assert "imagegate-no-such-bucket" in ready.json()["checks"]["storage"]
         response = await gw.generate("a red fox", n=2)
-        assert response.status_code == 507
+        assert response.status_code == 503
         error = response.json()["error"]
         assert error["code"] == "storage_error"
         assert "imagegate-no-such-bucket" in error["message"]
@@ -177,11 +177,11 @@ async def test_a_store_that_goes_down_fails_writes_cleanly_and_recovers(
             (before,) = _keys(await gw.generate("before the outage"))
             server.stop()
             response = await gw.generate("during the outage")
-            assert response.status_code == 507
+            assert response.status_code == 503
             assert response.json()["error"]["code"] == "storage_error"
             assert (await gw.http.get("/readyz")).status_code == 503
             failed = await gw.http.get(f"/files/{before}")
-            assert failed.status_code == 507
+            assert failed.status_code == 503
             server.start()  # same port, empty store: moto keeps nothing across restarts
             server.client().create_bucket(Bucket=bucket)
             (after,) = _keys(await gw.generate("during the outage"))

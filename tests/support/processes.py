@@ -92,6 +92,13 @@ class ServerProcess:
         assert self._process is not None, "not started"
         return self._process.pid
 
+    def kill(self) -> None:
+        """SIGKILL: no clean-up of any kind, as in a crash."""
+        assert self._process is not None
+        self._process.kill()
+        self._process.wait()
+        self._process = None
+
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()

@@ -7,14 +7,17 @@ Blocking file I/O runs in a worker thread so the event loop keeps serving.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from imagegate.errors import StorageError, Unavailable
+from imagegate.errors import StorageError, StorageFull, Unavailable
 from imagegate.storage.base import BlobInfo, is_valid_key
+
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 class LocalBlobStore:
@@ -55,7 +58,8 @@ class LocalBlobStore:
         try:
             await asyncio.to_thread(self._write, key, data)
         except OSError as exc:
-            raise StorageError(f"could not store image: {exc.strerror or exc}") from exc
+            error = StorageFull if exc.errno in _FULL else StorageError
+            raise error(f"could not store image: {exc.strerror or exc}") from exc
 
     def _read(self, key: str) -> bytes | None:
         try:
