@@ -23,6 +23,7 @@ import logging
 import re
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -165,10 +166,18 @@ class PromptEnhancer:
             return (Event(FALLBACK, datetime.now(UTC), {"reason": "not_configured"}),)
         return ()
 
-    async def apply(self, spec: ModelSpec, request: NormalizedRequest) -> Enhancement:
-        """The request the provider gets; never raises but for cancellation."""
+    async def apply(
+        self,
+        spec: ModelSpec,
+        request: NormalizedRequest,
+        on_enhancing: Callable[[], None] | None = None,
+    ) -> Enhancement:
+        """The request the provider gets; never raises but for cancellation. ``on_enhancing``
+        hears when the LLM is asked (a front end's "enhancing..." status)."""
         if not request.enhance_prompt or self._chat is None:
             return Enhancement(request)
+        if on_enhancing is not None:
+            on_enhancing()
         chat = self._chat
         started = time.perf_counter()
         details: dict[str, object] = {"model": chat.model}

@@ -341,7 +341,8 @@ class GenerationService:
             raise
         try:
             async with self._lanes.admitted(principal, spec.name, watch):
-                enhancement = await self._enhancer.apply(spec, normalized)
+                told = watch.on_enhancing if watch is not None else None
+                enhancement = await self._enhancer.apply(spec, normalized, told)
                 draft = enhancement.recorded_on(draft)
                 if enhancement.fell_back:
                     entry = None  # the next identical request tries the enhancer again

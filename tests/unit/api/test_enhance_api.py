@@ -17,8 +17,9 @@ from tests.fakes.server import FakeServer, FakeState, Fault
 
 from imagegate.api.app import create_app
 from imagegate.container import Services, build_services
-from imagegate.models import Role
+from imagegate.models import GenerationRequest, Role
 from imagegate.queue.worker import Worker
+from imagegate.services.lanes import QueueWatch
 from imagegate.settings import Settings
 
 PROMPT = "a lighthouse at dusk"
@@ -251,3 +252,18 @@ async def test_a_non_boolean_enhance_prompt_is_a_400(app: App) -> None:
     )
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "enhance_prompt"
+
+
+async def test_a_front_end_hears_when_the_prompt_is_being_enhanced(app: App) -> None:
+    heard: list[str] = []
+    watch = QueueWatch(on_start=lambda: heard.append("start"),
+                       on_enhancing=lambda: heard.append("enhancing"))  # fmt: skip
+    principal = await app.services.keys.local_cli_principal()
+    request = GenerationRequest(
+        prompt=PROMPT, model="gpt-image-1", quality="low", enhance_prompt=True
+    )
+    made = await app.services.generations.generate(principal, request, watch=watch)
+    assert made.generation.enhanced_prompt == enhanced(PROMPT)
+    hit = await app.services.generations.generate(principal, request, watch=watch)
+    assert hit.cache_status == "hit"
+    assert heard == ["start", "enhancing"]  # the cache hit asked no LLM
