@@ -101,6 +101,11 @@ class ModelSpec(BaseModel):
     supports_mask: bool = False
     supports_seed: bool = False
     supports_negative_prompt: bool = False
+    enhance_prompt: bool = Field(
+        default=False,
+        description="Requests are prompt-enhanced unless they say enhance_prompt: false "
+        "(only when an enhancer is configured).",
+    )
 
     @property
     def per_call(self) -> int:

@@ -37,12 +37,15 @@ from imagegate.observability.metered import MeteredGenerations
 from imagegate.observability.metrics import LaneGauge, Metrics
 from imagegate.outbound.client import new_outbound_client
 from imagegate.providers.assembly import build_router
-from imagegate.providers.http import new_client
+from imagegate.providers.base import ChatModel
+from imagegate.providers.chat import ChatCompletions
+from imagegate.providers.http import UpstreamClient, new_client
 from imagegate.queue.outbox import SqlWebhookOutbox
 from imagegate.queue.sql import SqlJobQueue
 from imagegate.queue.webhooks import WebhookSender, generate_secret, next_retry_delay
 from imagegate.services.budgets import BudgetService
 from imagegate.services.caching import ResultCache
+from imagegate.services.enhancer import PromptEnhancer
 from imagegate.services.generations import GenerationService
 from imagegate.services.health import HealthService
 from imagegate.services.idempotency import IdempotencyService
@@ -101,6 +104,14 @@ def _semantic_index(settings: Settings) -> SemanticIndex | None:
     from imagegate.cache.semantic import MiniLMIndex  # numpy and torch only when asked for
 
     return MiniLMIndex(settings.cache.semantic_threshold)
+
+
+def _prompt_enhancer(settings: Settings, client: UpstreamClient) -> PromptEnhancer:
+    """Off unless a chat endpoint is configured; it shares the providers' connection pool."""
+    chat: ChatModel | None = None
+    if settings.enhancer.base_url:
+        chat = ChatCompletions(settings.enhancer, client)
+    return PromptEnhancer(chat, settings.enhancer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +237,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         max_pixels=settings.max_image_pixels,
         semantic=_semantic_index(settings),
         semantic_models=frozenset(settings.cache.semantic_models),
+        enhancer=_prompt_enhancer(settings, http_client),
     )
     keys = KeyService(SqlKeyRepository(engine), settings.auth_cache_seconds, generate_secret)
     jobs = settings.jobs

@@ -224,13 +224,23 @@ def picture_params(request: NormalizedRequest) -> dict[str, object]:
     }
 
 
+def _enhancement(request: NormalizedRequest) -> dict[str, object]:
+    """An enhanced request is keyed apart from a plain one by the flag, never by the rewrite
+    (which differs call by call): the same user prompt asked twice with enhancement hits the
+    cache. Only present when set, so keys made before enhancement existed stay valid."""
+    return {"enhance_prompt": True} if request.enhance_prompt else {}
+
+
 def cache_key(request: NormalizedRequest) -> str:
-    """SHA-256 over everything that changes the pictures; ``response_format`` does not."""
+    """SHA-256 over everything that changes the pictures; ``response_format`` does not.
+
+    The prompt is the user's own, normalized: a prompt enhancement does not enter the key."""
     material = {
         "v": CACHE_KEY_VERSION,
         "model": request.model,
         "prompt": request.prompt,
         **picture_params(request),
+        **_enhancement(request),
     }
     return hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
@@ -241,5 +251,10 @@ def semantic_group(request: NormalizedRequest) -> str | None:
     a fixed seed: the caller wants exactly that picture)."""
     if request.images or request.seed is not None:
         return None
-    material = {"v": CACHE_KEY_VERSION, "model": request.model, **picture_params(request)}
+    material = {
+        "v": CACHE_KEY_VERSION,
+        "model": request.model,
+        **picture_params(request),
+        **_enhancement(request),
+    }
     return hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()

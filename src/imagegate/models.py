@@ -163,6 +163,8 @@ class GenerationRequest:
     images: tuple[InputImage, ...] = ()
     mask: InputImage | None = None
     strength: float | None = None
+    enhance_prompt: bool | None = None
+    """Rewrite the prompt with the configured enhancer first; None = the model's default."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +190,9 @@ class NormalizedRequest:
     images: tuple[InputImage, ...] = ()
     mask: InputImage | None = None
     strength: float | None = None
+    enhance_prompt: bool = False
+    """The prompt goes through the enhancer before the provider (an enhancer is configured and
+    the request or its model's default asks for it). ``prompt`` stays the user's own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +338,8 @@ class Generation:
     saved_cost_micro_usd: int = 0
     source_generation_id: str | None = None
     """For cache hits and coalesced requests: the generation whose images were reused."""
+    enhanced_prompt: str | None = None
+    """The enhancer's rewrite of ``prompt`` that the provider was given (None: the original)."""
 
 
 @dataclass(frozen=True, slots=True)

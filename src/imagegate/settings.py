@@ -311,6 +311,54 @@ class WebhookSettings(BaseModel):
     )
 
 
+DEFAULT_ENHANCER_SYSTEM_PROMPT = (
+    "You rewrite prompts for an image-generation model. Given the user's prompt, answer with "
+    "one improved prompt: keep the user's subject, intent and any text to be drawn exactly; "
+    "add concrete visual detail (composition, lighting, style, colour, medium). Answer with "
+    "the prompt alone, in the user's language, as plain text on one paragraph: no preamble, "
+    "no quotes, no markdown, no explanation."
+)
+
+
+class EnhancerSettings(BaseModel):
+    """Prompt enhancement: an OpenAI-compatible chat-completions endpoint rewrites prompts
+    before they reach the image provider. Off unless ``base_url`` is set."""
+
+    base_url: str | None = Field(
+        default=None,
+        description="Base of the chat-completions API, e.g. https://api.openai.com/v1 (POST "
+        "BASE/chat/completions); unset = enhancement off.",
+    )
+    api_key: SecretStr | None = Field(
+        default=None, description="Bearer token for the endpoint (never logged); none = no auth."
+    )
+    model: str = Field(default="gpt-4o-mini", description="Chat model that rewrites prompts.")
+    system_prompt: str = Field(
+        default=DEFAULT_ENHANCER_SYSTEM_PROMPT,
+        min_length=1,
+        description="Instructions sent as the system message.",
+    )
+    timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest wait for the rewrite, connect to last byte; past it the original "
+        "prompt is used.",
+    )
+    max_output_chars: int = Field(
+        default=2000,
+        ge=1,
+        description="A cleaned rewrite longer than this (or than the model's prompt limit) is "
+        "not used: the original prompt is.",
+    )
+    temperature: float = Field(default=0.7, ge=0, le=2, description="Sampling temperature.")
+    models: list[str] = Field(
+        default_factory=list,
+        description="Public models whose requests are enhanced unless they say "
+        "enhance_prompt: false (besides catalogue entries with enhance_prompt: true). JSON "
+        "list in the environment.",
+    )
+
+
 class CorsSettings(BaseModel):
     """Cross-origin browser access to the API: closed unless origins are listed."""
 
@@ -447,6 +495,7 @@ class Settings(BaseSettings):
     outbound: OutboundSettings = OutboundSettings()
     webhooks: WebhookSettings = WebhookSettings()
     cors: CorsSettings = CorsSettings()
+    enhancer: EnhancerSettings = EnhancerSettings()
     log: LogSettings = LogSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     models: dict[str, dict[str, Any]] = Field(

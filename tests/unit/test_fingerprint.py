@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from imagegate.catalog import Catalog
@@ -107,3 +109,14 @@ def test_cache_key_changes_with_anything_that_changes_the_picture(
     change: dict[str, object],
 ) -> None:
     assert _key(**change) != _key()
+
+
+def test_enhancement_keys_by_the_flag_not_the_rewrite_and_keeps_old_keys() -> None:
+    plain = normalize_request(GenerationRequest(prompt="a fox", model="builtin"), BUILTIN)
+    asked = replace(plain, enhance_prompt=True)
+    # the rewrite never enters the key: only the flag, and only when set
+    assert cache_key(asked) != cache_key(plain)
+    assert cache_key(plain) == _key(prompt="a fox")
+    # the request's own flag is the service's to settle (an enhancer may not be configured)
+    flagged = GenerationRequest(prompt="a fox", model="builtin", enhance_prompt=True)
+    assert normalize_request(flagged, BUILTIN).enhance_prompt is False

@@ -140,3 +140,25 @@ async def test_routes_naming_unknown_things_stop_start_up(
 async def test_a_default_model_that_is_not_served_stops_start_up() -> None:
     with pytest.raises(ConfigurationError, match="IMAGEGATE_DEFAULT_MODEL"):
         await _router_for(Settings(default_model="dall-e-3"))
+
+
+def test_the_enhancer_is_off_by_default_and_its_key_stays_secret(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imagegate.observability.logging import configured_secrets
+
+    config.write_text("enhancer: {models: [flux], timeout_seconds: 3}\n")
+    assert load_settings().enhancer.base_url is None
+    monkeypatch.setenv("IMAGEGATE_ENHANCER__BASE_URL", "http://llm.test/v1")
+    monkeypatch.setenv("IMAGEGATE_ENHANCER__API_KEY", "sk-llm-secret")
+    settings = load_settings()
+    enhancer = settings.enhancer
+    assert (enhancer.base_url, enhancer.models, enhancer.timeout_seconds) == (
+        "http://llm.test/v1", ["flux"], 3,
+    )  # fmt: skip
+    assert enhancer.system_prompt  # a sane default
+    assert "sk-llm-secret" not in repr(settings)
+    assert "sk-llm-secret" in configured_secrets(settings)  # redacted from every log line
+    monkeypatch.setenv("IMAGEGATE_ENHANCER__TIMEOUT_SECONDS", "0")
+    with pytest.raises(ConfigurationError, match="IMAGEGATE_ENHANCER__TIMEOUT_SECONDS"):
+        load_settings()

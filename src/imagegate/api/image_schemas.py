@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from imagegate.models import Generation, Outcome
+from imagegate.services.enhancer import ENHANCED, FALLBACK
 from imagegate.services.images import (
     MAX_ALT_TEXT,
     MAX_TAGS,
@@ -85,6 +86,15 @@ class GenerationError(BaseModel):
     message: str | None
 
 
+class PromptEnhancement(BaseModel):
+    status: Literal["enhanced", "fallback"] = Field(
+        description="enhanced: the rewrite went to the provider; fallback: the prompt as asked."
+    )
+    reason: str | None = Field(
+        description="Why it fell back: timeout, error, refused, empty, too_long, not_configured."
+    )
+
+
 class GenerationObject(BaseModel):
     id: str
     object: Literal["generation"] = "generation"
@@ -107,6 +117,14 @@ class GenerationObject(BaseModel):
     created_at: int
     completed_at: int
     images: list[ImageObject] = Field(description="Its images still in the library.")
+    enhanced_prompt: str | None = Field(
+        default=None,
+        description="The prompt enhancer's rewrite the provider was given; null = the prompt "
+        "as asked.",
+    )
+    prompt_enhancement: PromptEnhancement | None = Field(
+        default=None, description="Set when the request asked for prompt enhancement."
+    )
 
 
 def image_object(view: ImageView) -> ImageObject:
@@ -185,4 +203,16 @@ def generation_object(view: GenerationView) -> GenerationObject:
         created_at=int(g.created_at.timestamp()),
         completed_at=int(g.completed_at.timestamp()),
         images=[image_object(image) for image in view.images],
+        enhanced_prompt=g.enhanced_prompt,
+        prompt_enhancement=_prompt_enhancement(g),
     )
+
+
+def _prompt_enhancement(g: Generation) -> PromptEnhancement | None:
+    for event in g.events:
+        if event.type == ENHANCED:
+            return PromptEnhancement(status="enhanced", reason=None)
+        if event.type == FALLBACK:
+            reason = event.data.get("reason")
+            return PromptEnhancement(status="fallback", reason=str(reason) if reason else None)
+    return None

@@ -29,6 +29,7 @@ def _generation_request(
         seed=body.seed,
         user=body.user,
         negative_prompt=body.negative_prompt,
+        enhance_prompt=body.enhance_prompt,
         **specific,
     )
 
@@ -68,6 +69,12 @@ class CreateImageRequest(BaseModel):
         description="imagegate extension: refresh = make a fresh image and replace the cache "
         "entry; bypass = fresh, and no entry (same as Cache-Control no-cache / no-store).",
     )
+    enhance_prompt: bool | None = Field(
+        default=None,
+        description="imagegate extension: have the configured LLM rewrite the prompt first "
+        "(returned as revised_prompt); null = the model's default. Never fails the request: "
+        "without an enhancer, or when it fails, the prompt is used as given.",
+    )
 
     def to_domain(self) -> GenerationRequest:
         return _generation_request(self, style=self.style)
@@ -99,6 +106,7 @@ class CreateImageEditForm(BaseModel):
     negative_prompt: str | None = None
     strength: float | None = None
     cache: Literal["default", "refresh", "bypass"] | None = None
+    enhance_prompt: bool | None = None
 
     def to_domain(self, images: list[InputImage], mask: InputImage | None) -> GenerationRequest:
         return _generation_request(self, images=tuple(images), mask=mask, strength=self.strength)

@@ -75,6 +75,7 @@ def _generation_row(g: Generation) -> dict[str, Any]:
         "created_at": g.created_at,
         "completed_at": g.completed_at,
         "source_generation_id": g.source_generation_id,
+        "enhanced_prompt": g.enhanced_prompt,
     }
 
 
@@ -274,4 +275,5 @@ def _to_generation(
         attempt_log=tuple(Attempt(**entry) for entry in m["attempt_log"]),
         saved_cost_micro_usd=m["saved_cost_micro_usd"],
         source_generation_id=m["source_generation_id"],
+        enhanced_prompt=m["enhanced_prompt"],
     )

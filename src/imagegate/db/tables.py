@@ -89,6 +89,8 @@ generations = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("completed_at", Timestamp, nullable=False),
     sa.Column("source_generation_id", ID, nullable=True),
+    # the prompt enhancer's rewrite sent to the provider (0009); NULL = the prompt as asked
+    sa.Column("enhanced_prompt", sa.Text, nullable=True),
     sa.Index("ix_generations_user_id_created_at", "user_id", "created_at"),
 )
 

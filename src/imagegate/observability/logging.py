@@ -62,7 +62,7 @@ def _drop_color_message(_: WrappedLogger, __: str, event: EventDict) -> EventDic
 
 
 def _drop_prompts(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
-    for name in ("prompt", "revised_prompt", "negative_prompt"):
+    for name in ("prompt", "revised_prompt", "negative_prompt", "enhanced_prompt"):
         if name in event:
             event[name] = REDACTED
     return event

@@ -1,8 +1,10 @@
-"""The ImageProvider protocol every adapter implements, and the router's protocol."""
+"""The ImageProvider protocol every adapter implements, the router's protocol, and the chat
+model the prompt enhancer talks to."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from imagegate.catalog import ModelSpec, Target
@@ -61,6 +63,29 @@ class ModelRouter(Protocol):
 
     def breaker_states(self) -> dict[str, str]:
         """Circuit state (closed, open, half_open) of every route target, by target name."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ChatAnswer:
+    """What a chat model answered, before any cleaning."""
+
+    text: str
+    finish_reason: str | None = None
+    """``stop``, ``length`` (cut off at max_tokens), ``content_filter``, ... as the server said."""
+    refused: bool = False
+    """The model declined (OpenAI's ``refusal``)."""
+
+
+class ChatModel(Protocol):
+    """An OpenAI-compatible chat-completions endpoint (``providers/chat.py``); the protocol
+    keeps ``services/`` free of HTTP, as ``ModelRouter`` does for images."""
+
+    model: str
+
+    async def complete(self, prompt: str) -> ChatAnswer:
+        """One completion for ``prompt`` under the configured system prompt; failures are
+        ``imagegate.errors`` classes (``ProviderTimeout``, ``ProviderError``, ...)."""
         ...
 
 

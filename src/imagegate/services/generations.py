@@ -42,10 +42,12 @@ from imagegate.models import (
 from imagegate.providers.base import ModelRouter
 from imagegate.services.budgets import BudgetService
 from imagegate.services.caching import CacheMode, ResultCache
+from imagegate.services.enhancer import PromptEnhancer
 from imagegate.services.lanes import ModelLanes, QueueWatch
 from imagegate.services.single_flight import SingleFlight
 from imagegate.services.thumbnails import Thumbnails
 from imagegate.services.traffic import TrafficService
+from imagegate.settings import EnhancerSettings
 from imagegate.storage.base import BlobStore, content_key
 from imagegate.storage.images import PreparedImage, inspect_upload, prepare, thumbnail_key_for
 
@@ -90,6 +92,7 @@ def request_params(request: NormalizedRequest, end_user: str | None) -> dict[str
         **picture_params(request),
         "response_format": request.response_format.value,
         "user": end_user,
+        "enhance_prompt": request.enhance_prompt,
     }
 
 
@@ -110,7 +113,9 @@ class GenerationService:
         max_pixels: int,
         semantic: SemanticIndex | None = None,
         semantic_models: frozenset[str] = frozenset(),
+        enhancer: PromptEnhancer | None = None,
     ) -> None:
+        self._enhancer = enhancer or PromptEnhancer(None, EnhancerSettings())
         self._semantic = semantic
         self._semantic_models = semantic_models
         self._background: set[asyncio.Task[None]] = set()
@@ -125,6 +130,11 @@ class GenerationService:
         self._generations = generations
         self._default_model = default_model
         self._max_pixels = max_pixels
+
+    @property
+    def enhancer_configured(self) -> bool:
+        """Whether requests may ask for prompt enhancement (front ends show the toggle)."""
+        return self._enhancer.configured
 
     def available_models(self) -> list[ModelSpec]:
         """Models a configured provider serves; others are never called."""
@@ -163,7 +173,10 @@ class GenerationService:
     def resolve(self, request: GenerationRequest) -> tuple[ModelSpec, NormalizedRequest]:
         """Check ``request`` against its model; raises before anything is written."""
         spec = self._router.resolve(request.model or self._default_model)
-        return spec, normalize_request(request, spec)
+        normalized = normalize_request(request, spec)
+        if self._enhancer.wanted(spec, request.enhance_prompt):
+            normalized = replace(normalized, enhance_prompt=True)
+        return spec, normalized
 
     async def generate(
         self,
@@ -299,7 +312,10 @@ class GenerationService:
             cost_micro_usd=0,
             created_at=now,
             completed_at=now,
-            events=(Event("generation_started", now, {"model": spec.name, "n": normalized.n}),),
+            events=(
+                Event("generation_started", now, {"model": spec.name, "n": normalized.n}),
+                *self._enhancer.unavailable(request.enhance_prompt),
+            ),
         )
 
     async def _fresh(
@@ -327,8 +343,14 @@ class GenerationService:
             raise
         try:
             async with self._lanes.admitted(principal, spec.name, watch):
-                prepared = _Prepared(normalized, self._max_pixels)
-                result = await self._router.generate(spec, normalized, attempts, prepared.check)
+                told = watch.on_enhancing if watch is not None else None
+                enhancement = await self._enhancer.apply(spec, normalized, told)
+                draft = enhancement.recorded_on(draft)
+                if enhancement.fell_back:
+                    entry = None  # the next identical request tries the enhancer again
+                sent = enhancement.request
+                prepared = _Prepared(sent, self._max_pixels, enhancement.enhanced_prompt)
+                result = await self._router.generate(spec, sent, attempts, prepared.check)
             delivered = await self._store_all(result.images, prepared)
         except BaseException as exc:
             await asyncio.shield(self._budgets.release(reservation))
@@ -455,7 +477,7 @@ class GenerationService:
             width=made.width,
             height=made.height,
             byte_size=len(made.data),
-            revised_prompt=raw.revised_prompt,
+            revised_prompt=raw.revised_prompt or prepared.enhanced_prompt,
             thumbnail_key=thumbnail_key_for(key),
         )
         image = self._thumbnails.completed(image)
@@ -485,8 +507,13 @@ class _Prepared:
     call: bytes that do not decode fail that attempt (retried, or the next target tried)
     instead of failing the request after the provider was paid."""
 
-    def __init__(self, request: NormalizedRequest, max_pixels: int) -> None:
+    def __init__(
+        self, request: NormalizedRequest, max_pixels: int, enhanced_prompt: str | None = None
+    ) -> None:
         self.request = request
+        self.enhanced_prompt = enhanced_prompt
+        """The enhancer's rewrite the provider was given: each image's revised prompt, unless
+        the provider revised it further itself (dall-e-3)."""
         self._max_pixels = max_pixels
         self._done: dict[int, PreparedImage] = {}  # by id() of the RawImage, alive in results
 

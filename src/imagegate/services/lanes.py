@@ -54,6 +54,9 @@ class QueueWatch:
     """Called once when the request leaves the line to call the provider."""
     abandoned: asyncio.Event | None = None
     """Set it to take the request out of the line (the caller no longer wants the result)."""
+    on_enhancing: Callable[[], None] | None = None
+    """Called after ``on_start`` when the prompt goes to the prompt enhancer first (not for
+    cache hits, nor when no enhancement is asked for or configured)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
 """The generate page: a plain form that works without JavaScript (submits and waits).
 
-Prompt enhancement: when an enhancer is configured, its toggle goes in the template's marked
-``ENHANCE-PROMPT`` spot; nothing here depends on it yet.
+Prompt enhancement: when an enhancer is configured the form has an "Enhance the prompt"
+checkbox. Ticked, the request asks for enhancement; unticked, the model's default applies (as
+for an API request without ``enhance_prompt``). The rewrite is shown with the result.
 """
 
 from __future__ import annotations
@@ -22,8 +23,14 @@ MAX_N = 4
 
 
 def _form_context(request: Request, form: dict[str, str]) -> dict[str, Any]:
-    models = list(_services(request).generations.available_models())
-    return {"models": models, "form": form, "max_n": MAX_N}
+    generations = _services(request).generations
+    models = list(generations.available_models())
+    return {
+        "models": models,
+        "form": form,
+        "max_n": MAX_N,
+        "enhancer": generations.enhancer_configured,
+    }
 
 
 @router.get("/generate", response_class=HTMLResponse)
@@ -55,6 +62,7 @@ async def generate(request: Request) -> Response:
         n=n,
         size=form.get("size") or None,
         quality=form.get("quality") or None,
+        enhance_prompt=True if form.get("enhance_prompt") == "1" else None,
     )
     mode = CacheMode.REFRESH if form.get("regenerate") == "1" else CacheMode.DEFAULT
     services = _services(request)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import httpx
 from PIL import Image
+from tests.fakes.chat import build_chat_fake, enhanced
+from tests.fakes.server import FakeServer, FakeState
 
-from imagegate.container import Services
-from imagegate.models import RateLimits
+from imagegate.api.app import create_app
+from imagegate.container import Services, build_services
+from imagegate.models import RateLimits, Role
+from imagegate.settings import Settings
 
 
 async def _signed_in_token(client: httpx.AsyncClient, key: str) -> str:
@@ -64,3 +69,33 @@ async def test_the_generate_page_counts_against_the_keys_request_limit(
     second = await client.post("/generate", data=form | {"prompt": "a paper boat"})
     assert 'role="alert"' in second.text  # refused: one request a minute, as over the API
     assert "Regenerate" not in second.text
+
+
+async def test_the_enhance_toggle_shows_only_with_an_enhancer(
+    client: httpx.AsyncClient, user_key: str, tmp_path: Path
+) -> None:
+    await _signed_in_token(client, user_key)
+    assert 'name="enhance_prompt"' not in (await client.get("/generate")).text
+
+    chat = FakeState()
+    with FakeServer(build_chat_fake(chat)) as fake:
+        settings = Settings(
+            data_dir=tmp_path / "enhanced",
+            public_url="http://testserver",
+            enhancer={"base_url": f"{fake.base_url}/v1", "api_key": "test-key"},  # type: ignore[arg-type]
+        )
+        async with build_services(settings) as services:
+            transport = httpx.ASGITransport(app=create_app(services))
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as web:
+                key = (await services.keys.create("user-e", Role.USER)).secret
+                token = await _signed_in_token(web, key)
+                assert 'name="enhance_prompt"' in (await web.get("/generate")).text
+                form = {"csrf": token, "prompt": "a kite", "model": "builtin", "size": "256x256"}
+                plain = await web.post("/generate", data=form)
+                assert "Revised prompt" not in plain.text
+                asked = await web.post(
+                    "/generate", data=form | {"prompt": "a red kite", "enhance_prompt": "1"}
+                )
+    assert f'Revised prompt: <q class="revised-prompt">{enhanced("a red kite")}</q>' in asked.text
+    assert 'name="enhance_prompt" value="1" checked' in asked.text
+    assert len(chat.calls) == 1
