@@ -67,6 +67,8 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/"): Rule(Access.SESSION),
     ("POST", "/signin"): Rule(Access.SESSION),
     ("POST", "/signout"): Rule(Access.SESSION),
+    ("GET", "/signin/oidc"): Rule(Access.SESSION),
+    ("GET", "/signin/oidc/callback"): Rule(Access.SESSION),
     ("GET", "/generate"): Rule(Access.SESSION),
     ("POST", "/generate"): Rule(Access.SESSION),
     ("GET", "/images/{image_id}"): Rule(Access.SESSION),
