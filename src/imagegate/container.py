@@ -35,7 +35,7 @@ from imagegate.limits.fail_open import FailOpenRateLimiter
 from imagegate.limits.memory import MemoryRateLimiter
 from imagegate.observability.metered import MeteredGenerations
 from imagegate.observability.metrics import LaneGauge, Metrics
-from imagegate.outbound.client import new_outbound_client
+from imagegate.outbound.client import OutboundClient, new_outbound_client
 from imagegate.providers.assembly import build_router
 from imagegate.providers.base import ChatModel
 from imagegate.providers.chat import ChatCompletions
@@ -88,6 +88,8 @@ class Services:
     webhooks: WebhookDeliveries
     metrics: Metrics
     maintenance: MaintenanceService
+    outbound: OutboundClient
+    """The SSRF-guarded client for URLs imagegate must not trust blindly (webhooks, OIDC)."""
 
 
 def _build_blob_store(settings: Settings) -> BlobStore:
@@ -281,6 +283,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
                 retry_delay=next_retry_delay,
             ),
             metrics=metrics,
+            outbound=outbound,
             maintenance=MaintenanceService(
                 SqlMaintenanceRepository(engine, transactions.run),
                 image_records,

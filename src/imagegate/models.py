@@ -367,6 +367,18 @@ class ApiKey:
 
 
 @dataclass(frozen=True, slots=True)
+class UserRecord:
+    """A user as the admin pages list them: role, shared limits and how many keys are active."""
+
+    id: str
+    name: str
+    role: Role
+    created_at: datetime
+    limits: Limits = NO_LIMITS
+    active_keys: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class CachedResult:
     """A finished generation whose images can answer an identical request."""
 

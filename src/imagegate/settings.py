@@ -381,6 +381,63 @@ class CorsSettings(BaseModel):
     max_age_seconds: int = Field(default=600, ge=0, description="How long preflights are cached.")
 
 
+class OidcSettings(BaseModel):
+    """Optional sign-in to the Web UI with an OpenID Connect provider (needs the `oidc` extra).
+
+    On when ``issuer`` and ``client_id`` are set. The provider's verified ``email`` claim names
+    the imagegate user (``imagegate keys create --user alice@example.com`` pre-maps one); with
+    ``create_users`` a new user with the role ``user`` is made on first sign-in instead of the
+    sign-in being refused."""
+
+    issuer: str | None = Field(
+        default=None,
+        description="The provider's issuer URL, e.g. `https://accounts.google.com`; its "
+        "`/.well-known/openid-configuration` is read through the SSRF guard.",
+    )
+    client_id: str | None = Field(default=None, description="The OAuth client id.")
+    client_secret: SecretStr | None = Field(
+        default=None, description="The OAuth client secret (sent with HTTP Basic); never logged."
+    )
+    redirect_url: str | None = Field(
+        default=None,
+        description="The callback URL registered at the provider; default: "
+        "`<public url>/signin/oidc/callback`.",
+    )
+    scopes: list[str] = Field(
+        default_factory=lambda: ["openid", "email", "profile"],
+        description="Scopes asked for (JSON list in the environment); must include `openid`.",
+    )
+    create_users: bool = Field(
+        default=False,
+        description="Create a user (role `user`) on the first sign-in of an unknown verified "
+        "email; default: only emails that already name an imagegate user may sign in.",
+    )
+    label: str = Field(
+        default="Sign in with single sign-on", description="Text of the sign-in button."
+    )
+    timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Each call to the provider (discovery, keys, token)."
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.issuer and self.client_id)
+
+
+class WebSettings(BaseModel):
+    """The Web UI served at `/`."""
+
+    enabled: bool = Field(
+        default=True, description="Serve the Web UI (off: `/` and its pages are 404)."
+    )
+    session_seconds: int = Field(
+        default=7 * 24 * 3600,
+        ge=60,
+        description="How long a Web UI sign-in lasts (the signed session cookie's lifetime).",
+    )
+    oidc: OidcSettings = OidcSettings()
+
+
 class RequestSettings(BaseModel):
     """Limits on what a client may send, checked before the body is parsed."""
 
@@ -496,6 +553,7 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = WebhookSettings()
     cors: CorsSettings = CorsSettings()
     enhancer: EnhancerSettings = EnhancerSettings()
+    web: WebSettings = WebSettings()
     log: LogSettings = LogSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     models: dict[str, dict[str, Any]] = Field(

@@ -72,5 +72,7 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     for module in (openai_images, images, jobs, models, admin, files, health, usage, metrics):
         app.include_router(module.router)
     app.include_router(maintenance.router)
-    install_web(app)
+    web = (services.settings if services is not None else settings).web  # type: ignore[union-attr]
+    if web.enabled:
+        install_web(app)
     return app

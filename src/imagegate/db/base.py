@@ -23,6 +23,7 @@ from imagegate.models import (
     Limits,
     RateLimits,
     Role,
+    UserRecord,
 )
 
 
@@ -70,6 +71,16 @@ class KeyRepository(Protocol):
 
     async def record_last_used(self, used: dict[str, datetime]) -> None:
         """Write ``last_used_at`` for each key id, in one statement."""
+        ...
+
+    async def list_users(self, limit: int) -> list[UserRecord]:
+        """Up to ``limit`` users by name, each with its count of active (unrevoked) keys."""
+        ...
+
+    async def find_user(
+        self, *, user_id: str | None = None, name: str | None = None
+    ) -> UserRecord | None:
+        """The user with this id (or else this name), or None."""
         ...
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from imagegate.db.tables import api_keys, users
-from imagegate.models import ApiKey, Limits, RateLimits, Role, new_id
+from imagegate.models import ApiKey, Limits, RateLimits, Role, UserRecord, new_id
 
 LIMIT_NAMES = (
     "budget_micro_usd_day",
@@ -190,3 +191,50 @@ class SqlKeyRepository:
         )
         async with self._engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
+
+    async def list_users(self, limit: int) -> list[UserRecord]:
+        active = (
+            sa.select(api_keys.c.user_id, sa.func.count().label("active_keys"))
+            .where(api_keys.c.revoked_at.is_(None))
+            .group_by(api_keys.c.user_id)
+            .subquery()
+        )
+        query = (
+            sa.select(*_USER_COLUMNS, sa.func.coalesce(active.c.active_keys, 0).label("n"))
+            .select_from(users.outerjoin(active, active.c.user_id == users.c.id))
+            .order_by(users.c.name)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [_to_user(row, int(row.n)) for row in await conn.execute(query)]
+
+    async def find_user(
+        self, *, user_id: str | None = None, name: str | None = None
+    ) -> UserRecord | None:
+        if user_id is None and name is None:
+            return None
+        where = users.c.id == user_id if user_id is not None else users.c.name == name
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sa.select(*_USER_COLUMNS).where(where))).first()
+        return None if row is None else _to_user(row, 0)
+
+
+_USER_COLUMNS = (
+    users.c.id,
+    users.c.name,
+    users.c.role,
+    users.c.created_at,
+    *(users.c[name] for name in LIMIT_NAMES),
+)
+
+
+def _to_user(row: Any, active_keys: int) -> UserRecord:
+    m = row._mapping
+    return UserRecord(
+        id=m["id"],
+        name=m["name"],
+        role=Role(m["role"]),
+        created_at=_utc(m["created_at"]) or datetime.now(UTC),
+        limits=Limits(*(m[name] for name in LIMIT_NAMES)),
+        active_keys=active_keys,
+    )

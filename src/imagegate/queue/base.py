@@ -110,6 +110,10 @@ class JobQueue(Protocol):
 
     async def batch_counts(self, batch_id: str) -> dict[JobStatus, int]: ...
 
+    async def depths(self) -> dict[str, dict[JobStatus, int]]:
+        """Per model, how many jobs are queued and how many running (everyone's)."""
+        ...
+
     async def webhook_secret(self, key_id: str) -> str | None: ...
 
 

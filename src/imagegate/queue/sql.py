@@ -401,6 +401,18 @@ class SqlJobQueue:
         async with self._engine.connect() as conn:
             return {JobStatus(status): int(n) for status, n in await conn.execute(query)}
 
+    async def depths(self) -> dict[str, dict[JobStatus, int]]:
+        query = (
+            sa.select(jobs.c.model, jobs.c.status, sa.func.count())
+            .where(jobs.c.status.in_([_QUEUED, _RUNNING]))
+            .group_by(jobs.c.model, jobs.c.status)
+        )
+        found: dict[str, dict[JobStatus, int]] = {}
+        async with self._engine.connect() as conn:
+            for model, status, n in await conn.execute(query):
+                found.setdefault(model, {})[JobStatus(status)] = int(n)
+        return found
+
     async def webhook_secret(self, key_id: str) -> str | None:
         query = sa.select(api_keys.c.webhook_secret).where(api_keys.c.id == key_id)
         async with self._engine.connect() as conn:

@@ -277,6 +277,12 @@ class JobService:
         views = [await self.view_of(job) for job in sorted(page.jobs, key=lambda j: j.id)]
         return BatchView(batch, counts, tuple(views))
 
+    async def depths(self, principal: Principal) -> dict[str, dict[JobStatus, int]]:
+        """Queued and running jobs per model, everyone's: admins only (404 for others)."""
+        if not principal.is_admin:
+            raise NotFound("Unknown route.")
+        return await self._queue.depths()
+
     async def _own(self, principal: Principal, job_id: str) -> Job:
         job = await self._queue.get(job_id)
         if job is None or not (principal.is_admin or job.user_id == principal.user_id):

@@ -33,6 +33,7 @@ from imagegate.models import (
     Principal,
     RateLimits,
     Role,
+    UserRecord,
     new_id,
 )
 
@@ -148,6 +149,30 @@ class KeyService:
             raise NotFound(f"No user {user_name!r}.", param="user")
         self._verified.clear()
         self._by_id.clear()
+
+    async def list_users(self, limit: int = 500) -> list[UserRecord]:
+        """Users by name with their count of active keys (the admin pages)."""
+        return await self._keys.list_users(limit)
+
+    async def find_user(self, name: str) -> UserRecord | None:
+        return await self._keys.find_user(name=name)
+
+    async def ensure_user(self, name: str) -> UserRecord:
+        """The user called ``name``, created with the role ``user`` if new."""
+        await self._keys.ensure_user(name, Role.USER)
+        found = await self._keys.find_user(name=name)
+        assert found is not None
+        return found
+
+    async def principal_for_user(self, user_id: str) -> Principal:
+        """A keyless Principal for a user (a Web UI session signed in with OIDC): the user's
+        own limits apply, no key's; 401 if the user is gone."""
+        user = await self._keys.find_user(user_id=user_id)
+        if user is None:
+            raise AuthenticationFailed("This account no longer exists.")
+        return Principal(
+            user_id=user.id, user_name=user.name, role=user.role, user_limits=user.limits
+        )
 
     async def ensure_bootstrap_admin(self) -> IssuedKey | None:
         """On first start, issue the one admin key (returned once for printing); else None."""

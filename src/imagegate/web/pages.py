@@ -12,7 +12,7 @@ from fastapi.templating import Jinja2Templates
 from imagegate.container import Services
 from imagegate.errors import AuthenticationFailed, NotFound
 from imagegate.models import ImageQuery, Principal
-from imagegate.web.session import COOKIE, MAX_AGE, Sessions, csrf_ok, session_secret
+from imagegate.web.session import COOKIE, Sessions, csrf_ok, session_secret
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -34,7 +34,8 @@ def _services(request: Request) -> Services:
 def _sessions(request: Request) -> Sessions:
     sessions: Sessions | None = getattr(request.app.state, "web_sessions", None)
     if sessions is None:
-        sessions = Sessions(session_secret(_services(request).settings.data_dir))
+        settings = _services(request).settings
+        sessions = Sessions(session_secret(settings.data_dir), settings.web.session_seconds)
         request.app.state.web_sessions = sessions
     return sessions
 
@@ -42,6 +43,8 @@ def _sessions(request: Request) -> Sessions:
 def _render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
     principal: Principal | None = getattr(request.state, "web_principal", None)
     context.setdefault("is_admin", principal is not None and principal.is_admin)
+    oidc = _services(request).settings.web.oidc
+    context.setdefault("oidc_label", oidc.label if oidc.enabled else None)
     response = templates.TemplateResponse(request, name, context, status_code=status)
     response.headers["Content-Security-Policy"] = CSP
     response.headers["Cache-Control"] = "no-store"
@@ -52,8 +55,12 @@ async def _signed_in(request: Request) -> tuple[Principal, dict[str, str]] | Non
     session = _sessions(request).read(request.cookies.get(COOKIE))
     if session is None:
         return None
+    keys = _services(request).keys
     try:
-        principal = await _services(request).keys.authenticate(f"Bearer {session['key']}")
+        if "key_id" in session:  # signed in with OIDC (web/oidc.py)
+            principal = await keys.principal_for_key(session["key_id"])
+        else:
+            principal = await keys.authenticate(f"Bearer {session.get('key', '')}")
     except AuthenticationFailed:
         return None  # a revoked key signs its sessions out
     request.state.web_principal = principal
@@ -82,7 +89,7 @@ async def sign_in(request: Request) -> Response:
     response.set_cookie(
         COOKIE,
         _sessions(request).issue(key),
-        max_age=MAX_AGE,
+        max_age=_sessions(request).max_age,
         httponly=True,
         samesite="lax",
         secure=request.url.scheme == "https",

@@ -25,17 +25,23 @@ def session_secret(data_dir: Path) -> str:
 
 
 class Sessions:
-    def __init__(self, secret: str) -> None:
-        self._signer = URLSafeTimedSerializer(secret, salt="imagegate-web-session")
+    """A session is ``{"key": <API key>}`` (signed in with a key) or ``{"key_id": <id>}``
+    (signed in with OIDC: the id of the user's ``web-oidc`` key, whose revocation signs the
+    session out), with its CSRF token; it lasts ``max_age`` seconds."""
 
-    def issue(self, api_key: str) -> str:
-        return self._signer.dumps({"key": api_key, "csrf": secrets.token_urlsafe(16)})
+    def __init__(self, secret: str, max_age: int = MAX_AGE) -> None:
+        self._signer = URLSafeTimedSerializer(secret, salt="imagegate-web-session")
+        self.max_age = max_age
+
+    def issue(self, api_key: str | None = None, *, key_id: str | None = None) -> str:
+        who = {"key": api_key} if api_key is not None else {"key_id": key_id or ""}
+        return self._signer.dumps({**who, "csrf": secrets.token_urlsafe(16)})
 
     def read(self, cookie: str | None) -> dict[str, str] | None:
         if not cookie:
             return None
         try:
-            data = self._signer.loads(cookie, max_age=MAX_AGE)
+            data = self._signer.loads(cookie, max_age=self.max_age)
         except BadSignature:
             return None
         return data if isinstance(data, dict) else None
