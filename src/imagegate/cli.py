@@ -44,6 +44,8 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+bot_app = typer.Typer(help="Chat bots on the gateway's own services.", no_args_is_help=True)
+app.add_typer(bot_app, name="bot")
 
 T = TypeVar("T")
 err = Console(stderr=True)
@@ -162,6 +164,50 @@ def worker(
         err.print(f"{running.owner}: running up to {settings.jobs.concurrency} jobs at once")
         await running.run()
         err.print(f"{running.owner}: stopped")
+
+    _run(work, settings)
+
+
+@bot_app.command("telegram")
+def bot_telegram(
+    no_workers: Annotated[
+        bool,
+        typer.Option(
+            "--no-workers", help="Run no job workers in this process (use `imagegate worker`)."
+        ),
+    ] = False,
+) -> None:
+    """Run the Telegram bot (IMAGEGATE_TELEGRAM__*) until SIGTERM or Ctrl-C, with a job worker
+    inside unless --no-workers. Needs the `telegram` extra."""
+    try:
+        from imagegate.bots.telegram import run_until
+    except ImportError:
+        err.print(
+            "[red]error:[/red] the Telegram bot needs python-telegram-bot: "
+            "pip install 'imagegate[telegram]'"
+        )
+        raise typer.Exit(2) from None
+    from imagegate.queue.worker import embedded_workers
+
+    try:
+        settings = load_settings()
+    except ConfigurationError as exc:
+        err.print(f"[red]error:[/red] {escape(exc.message)}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    if no_workers:
+        jobs = settings.jobs.model_copy(update={"embedded_workers": False})
+        settings = settings.model_copy(update={"jobs": jobs})
+    configure_logging(settings)
+
+    async def work(services: Services) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        async with embedded_workers(services):
+            err.print("telegram bot: running (Ctrl-C stops it)")
+            await run_until(services, stop)
+        err.print("telegram bot: stopped")
 
     _run(work, settings)
 

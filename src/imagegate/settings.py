@@ -359,6 +359,56 @@ class EnhancerSettings(BaseModel):
     )
 
 
+class TelegramSettings(BaseModel):
+    """The Telegram bot (`imagegate bot telegram`): who may use it and what new users get."""
+
+    token: SecretStr | None = Field(
+        default=None, description="The bot's token from @BotFather; never logged."
+    )
+    base_url: str = Field(
+        default="https://api.telegram.org",
+        description="Root of the Bot API (a local Bot API server, or a fake in tests).",
+    )
+    allowlist: list[int] = Field(
+        default_factory=list,
+        description="Telegram user ids that may use the bot; empty = everyone. JSON list in the "
+        "environment, e.g. [123456789].",
+    )
+    default_model: str | None = Field(
+        default=None, description="Model of `/image <prompt>`; default: IMAGEGATE_DEFAULT_MODEL."
+    )
+    mode: Literal["polling", "webhook"] = Field(
+        default="polling", description="How updates arrive: long polling, or a webhook."
+    )
+    poll_timeout_seconds: int = Field(
+        default=30, ge=0, le=50, description="Long-polling timeout of one getUpdates call."
+    )
+    webhook_url: str | None = Field(
+        default=None, description="Webhook mode: the public HTTPS URL Telegram posts updates to."
+    )
+    webhook_listen: str = Field(default="127.0.0.1", description="Webhook mode: bind address.")
+    webhook_port: int = Field(default=8443, ge=1, le=65535, description="Webhook mode: port.")
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Webhook mode: the secret Telegram sends in X-Telegram-Bot-Api-Secret-Token.",
+    )
+    requests_per_minute: int | None = Field(
+        default=None,
+        ge=0,
+        description="Image requests one Telegram user may send per minute; default: "
+        "IMAGEGATE_LIMITS__REQUESTS_PER_MINUTE, 0 = unlimited.",
+    )
+    budget_usd_day: float | None = Field(
+        default=None, ge=0, description="A new bot user's USD per UTC day; default: unlimited."
+    )
+    budget_usd_month: float | None = Field(
+        default=None, ge=0, description="A new bot user's USD per UTC month; default: unlimited."
+    )
+    images_per_day: int | None = Field(
+        default=None, ge=0, description="A new bot user's images per UTC day; default: unlimited."
+    )
+
+
 class CorsSettings(BaseModel):
     """Cross-origin browser access to the API: closed unless origins are listed."""
 
@@ -551,6 +601,7 @@ class Settings(BaseSettings):
     jobs: JobSettings = JobSettings()
     outbound: OutboundSettings = OutboundSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    telegram: TelegramSettings = TelegramSettings()
     cors: CorsSettings = CorsSettings()
     enhancer: EnhancerSettings = EnhancerSettings()
     web: WebSettings = WebSettings()

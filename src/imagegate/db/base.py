@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Protocol
 
 from imagegate.models import (
+    NO_LIMITS,
     ApiKey,
     BudgetCounter,
     CachedResult,
@@ -34,8 +35,16 @@ class Database(Protocol):
 
 
 class KeyRepository(Protocol):
-    async def ensure_user(self, name: str, role: Role) -> tuple[str, Role]:
-        """The id and role of the user called ``name``, created with ``role`` if new."""
+    async def ensure_user(
+        self, name: str, role: Role, limits: Limits = NO_LIMITS
+    ) -> tuple[str, Role]:
+        """The id and role of the user called ``name``, created with ``role`` and ``limits``
+        if new (an existing user's limits are left as they are)."""
+        ...
+
+    async def find_by_name(self, user_name: str, key_name: str) -> ApiKey | None:
+        """The newest key called ``key_name`` of the user called ``user_name``, revoked or
+        not."""
         ...
 
     async def insert_key(self, key: ApiKey, key_hash: str, webhook_secret: str) -> None: ...

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from imagegate.db.tables import api_keys, users
-from imagegate.models import ApiKey, Limits, RateLimits, Role, UserRecord, new_id
+from imagegate.models import NO_LIMITS, ApiKey, Limits, RateLimits, Role, UserRecord, new_id
 
 LIMIT_NAMES = (
     "budget_micro_usd_day",
@@ -80,7 +80,9 @@ class SqlKeyRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def ensure_user(self, name: str, role: Role) -> tuple[str, Role]:
+    async def ensure_user(
+        self, name: str, role: Role, limits: Limits = NO_LIMITS
+    ) -> tuple[str, Role]:
         select_user = sa.select(users.c.id, users.c.role).where(users.c.name == name)
         async with self._engine.begin() as conn:
             row = (await conn.execute(select_user)).first()
@@ -91,7 +93,11 @@ class SqlKeyRepository:
                 user_id = new_id()
                 await conn.execute(
                     users.insert().values(
-                        id=user_id, name=name, role=role.value, created_at=datetime.now(UTC)
+                        id=user_id,
+                        name=name,
+                        role=role.value,
+                        created_at=datetime.now(UTC),
+                        **_limit_values(limits),
                     )
                 )
                 return user_id, role
@@ -129,6 +135,17 @@ class SqlKeyRepository:
 
     async def find_active_by_id(self, key_id: str) -> ApiKey | None:
         query = _keys_query().where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _to_key(row)
+
+    async def find_by_name(self, user_name: str, key_name: str) -> ApiKey | None:
+        query = (
+            _keys_query()
+            .where(users.c.name == user_name, api_keys.c.name == key_name)
+            .order_by(api_keys.c.created_at.desc())
+            .limit(1)
+        )
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).first()
         return None if row is None else _to_key(row)

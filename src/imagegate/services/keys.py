@@ -180,6 +180,31 @@ class KeyService:
             return None
         return await self.create(BOOTSTRAP_ADMIN, Role.ADMIN)
 
+    async def bot_principal(
+        self,
+        user_name: str,
+        key_name: str,
+        limits: Limits = NO_LIMITS,
+        rate_limits: RateLimits = DEFAULT_RATE_LIMITS,
+    ) -> Principal:
+        """The principal a bot acts as for one of its users: that user's key ``key_name``,
+        issued on first use (the user created with ``limits`` if new). Its secret is never
+        shown: the bot submits in-process, so it needs only the key's identity and limits.
+        Read each time, so limits an admin raises apply to the next request, and a revoked
+        key stays revoked (no new one is issued)."""
+        key = await self._keys.find_by_name(user_name, key_name)
+        if key is not None and key.revoked_at is not None:
+            raise AuthenticationFailed(
+                f"Access of {user_name} was revoked by an admin (key {key.prefix}...)."
+            )
+        if key is None:
+            await self._keys.ensure_user(user_name, Role.USER, limits)
+            issued = await self.create(key_name, Role.USER, user_name, rate_limits=rate_limits)
+            key = await self._keys.find_active_by_id(issued.key.id)
+            assert key is not None  # just written
+        _refuse_expired(key)
+        return _principal(key)
+
     async def local_cli_principal(self) -> Principal:
         """The owner of what the CLI generates in-process, without a key."""
         user_id, role = await self._keys.ensure_user(LOCAL_CLI_USER, Role.ADMIN)

@@ -1,0 +1,1 @@
+"""Chat front ends: they run on the same services as the HTTP API (``container.Services``)."""

@@ -1,0 +1,347 @@
+"""The Telegram bot against a loopback fake of the Bot API (real HTTP, real long polling), on
+real services: SQLite, local storage, the job queue and its worker, the built-in renderer and
+the OpenAI fake (held per prompt by a gate, so every step of a conversation is reached in a
+known order)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import re
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from tests.fakes.openai import build_openai_fake
+from tests.fakes.server import FakeServer, FakeState, Fault
+from tests.fakes.telegram import TelegramState, build_telegram_fake
+
+from imagegate.api.app import create_app
+from imagegate.bots import replies
+from imagegate.bots.telegram import TelegramBot
+from imagegate.container import Services, build_services
+from imagegate.errors import ConfigurationError
+from imagegate.queue.worker import embedded_workers
+from imagegate.settings import Settings
+
+TOKEN = "123456:TEST-TelegramBotToken-5f2c9e"
+ANN, BOB = 1001, 1002
+
+
+class PromptGate:
+    """Holds every upstream request until the test lets its prompt through."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._open: set[str] = set()
+        self._lock = threading.Lock()
+
+    def release(self, *prompts: str) -> None:
+        with self._lock:
+            self._open.update(prompts)
+
+    def _is_open(self, prompt: str | None) -> bool:
+        with self._lock:
+            return prompt in self._open
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        prompt = json.loads(body).get("prompt") if body else None
+        # Opened from the test's thread and event loop: an asyncio.Event cannot cross them.
+        while not self._is_open(prompt):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+@pytest.fixture
+def telegram() -> Iterator[tuple[TelegramState, str]]:
+    state = TelegramState(TOKEN)
+    with FakeServer(build_telegram_fake(state)) as server:
+        yield state, server.base_url
+
+
+@pytest.fixture
+def upstream() -> Iterator[tuple[FakeState, PromptGate, str]]:
+    state = FakeState()
+    gate = PromptGate(build_openai_fake(state))
+    with FakeServer(gate) as server:
+        yield state, gate, server.base_url
+
+
+def make_settings(tmp_path: Path, telegram_url: str, openai_url: str, **telegram: Any) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        public_url="http://testserver",
+        providers={
+            "openai": {"kind": "openai", "api_key": "test-key", "base_url": f"{openai_url}/v1"}
+        },
+        routes={
+            model: {"targets": [{"model": model}], "concurrency": 1}
+            for model in ("gpt-image-1", "dall-e-3")
+        },
+        resilience={"max_attempts": 1},
+        jobs={"max_attempts": 1, "poll_seconds": 0.05, "shutdown_seconds": 0},
+        telegram={"token": TOKEN, "base_url": telegram_url, "poll_timeout_seconds": 1, **telegram},
+    )  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(
+    tmp_path: Path,
+    telegram: tuple[TelegramState, str],
+    upstream: tuple[FakeState, PromptGate, str],
+) -> Settings:
+    return make_settings(tmp_path, telegram[1], upstream[2])
+
+
+@asynccontextmanager
+async def running_bot(settings: Settings) -> AsyncIterator[tuple[Services, TelegramBot]]:
+    async with build_services(settings) as services:
+        bot = TelegramBot(services)
+        async with bot.running():
+            yield services, bot
+
+
+def queued(position: int, model: str) -> str:
+    return f"⏳ Queued: position {position} in the {model} queue."
+
+
+def generating(model: str) -> str:
+    return f"🎨 Generating with {model}…"
+
+
+async def test_two_models_in_flight_each_with_its_own_queue_and_a_provider_failure(
+    settings: Settings,
+    telegram: tuple[TelegramState, str],
+    upstream: tuple[FakeState, PromptGate, str],
+) -> None:
+    chat, _ = telegram
+    provider, gate, _ = upstream
+    async with running_bot(settings) as (services, _bot):
+        chat.feed_text(ANN, "/image=gpt-image-1=a red fox")
+        chat.feed_text(ANN, "/image=gpt-image-1=a blue whale")
+        chat.feed_text(BOB, "/image=dall-e-3=a green owl")
+        await chat.until(lambda: len(chat.calls_of("sendMessage")) == 3)
+        # No worker yet: all three wait, each in its own model's queue.
+        assert chat.conversation(ANN) == [
+            ("message", "1", queued(1, "gpt-image-1")),
+            ("message", "2", queued(2, "gpt-image-1")),
+        ]
+        assert chat.conversation(BOB) == [("message", "1", queued(1, "dall-e-3"))]
+
+        async with embedded_workers(services):
+            # The fox and the owl start at once (one lane each); the whale moves up.
+            await chat.until(
+                lambda: (
+                    chat.status_history(ANN, "1")[-1] == generating("gpt-image-1")
+                    and chat.status_history(ANN, "2")[-1] == queued(1, "gpt-image-1")
+                    and chat.status_history(BOB, "1")[-1] == generating("dall-e-3")
+                )
+            )
+            gate.release("a red fox")
+            await chat.until(lambda: chat.status_history(ANN, "2")[-1] == generating("gpt-image-1"))
+            provider.faults.next(Fault.error(500))
+            gate.release("a green owl")
+            await chat.until(lambda: len(chat.status_history(BOB, "1")) == 3)
+            gate.release("a blue whale")
+            await chat.until(lambda: chat.status_history(ANN, "2")[-1] == replies.DONE)
+
+            # Bob tries again: the owl is drawn, with DALL·E 3's revised prompt.
+            chat.feed_text(BOB, "/image=dall-e-3=a green owl")
+            await chat.until(lambda: chat.status_history(BOB, "2")[-1:] == [replies.DONE])
+
+    assert chat.status_history(ANN, "1") == [
+        queued(1, "gpt-image-1"),
+        generating("gpt-image-1"),
+        replies.DONE,
+    ]
+    assert chat.status_history(ANN, "2") == [
+        queued(2, "gpt-image-1"),
+        queued(1, "gpt-image-1"),
+        generating("gpt-image-1"),
+        replies.DONE,
+    ]
+    assert [entry for entry in chat.conversation(ANN) if entry[0] == "photo"] == [
+        ("photo", "a red fox\n\ngpt-image-1 · new image"),
+        ("photo", "a blue whale\n\ngpt-image-1 · new image"),
+    ]
+    assert len(chat.conversation(ANN)) == 2 + 5 + 2  # two messages, five edits, two photos
+    failed = (
+        "⚠️ dall-e-3 failed to make the image. Try another model, e.g. /image=builtin=<prompt>; "
+        "/models lists them."
+    )
+    assert chat.status_history(BOB, "1") == [queued(1, "dall-e-3"), generating("dall-e-3"), failed]
+    # Bob's second try: a new status message (id 2), then the photo (id 3).
+    assert chat.conversation(BOB)[-2] == (
+        "photo",
+        "A detailed illustration of a green owl\n\ndall-e-3 · new image",
+    )
+    assert chat.status_history(BOB, "2")[0] == queued(1, "dall-e-3")
+    assert chat.status_history(BOB, "2")[-1] == replies.DONE
+    for photo in chat.calls_of("sendPhoto"):
+        with Image.open(io.BytesIO(photo.files["photo"])) as image:
+            assert image.size == (1024, 1024)
+
+
+async def test_commands_cache_hits_usage_and_the_gallery_of_the_mapped_user(
+    tmp_path: Path,
+    telegram: tuple[TelegramState, str],
+    upstream: tuple[FakeState, PromptGate, str],
+) -> None:
+    chat, telegram_url = telegram
+    settings = make_settings(tmp_path, telegram_url, upstream[2], images_per_day=50)
+    async with running_bot(settings) as (services, bot), embedded_workers(services):
+        names = sorted(spec.name for spec in services.generations.available_models())
+        for text in ("/help", "/models", "/image=nope=a cat", "/image=builtin", "hello"):
+            chat.feed_text(ANN, text)
+        await chat.until(lambda: len(chat.calls_of("sendMessage")) == 5)
+        chat.feed_text(ANN, "/image a cat")
+        await chat.until(lambda: len(chat.calls_of("sendPhoto")) == 1)
+        chat.feed_text(ANN, "/image a cat")
+        await chat.until(lambda: len(chat.calls_of("sendPhoto")) == 2)
+        await chat.until(lambda: chat.status_history(ANN, "8")[-1:] == [replies.DONE])
+        chat.feed_text(ANN, "/usage")
+        await chat.until(lambda: len(chat.calls_of("sendMessage")) == 8)
+
+        principal = await bot.principal_for(ANN)
+        gallery_key = await services.keys.create("gallery", user=principal.user_name)
+        transport = httpx.ASGITransport(app=create_app(services))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            listed = await http.get(
+                "/v1/images", headers={"Authorization": f"Bearer {gallery_key.secret}"}
+            )
+
+    said = chat.conversation(ANN)
+    assert said[:5] == [
+        ("message", "1", replies.help_text("builtin")),
+        ("message", "2", replies.models_text(names, "builtin")),
+        ("message", "3", f"Unknown model “nope”. Choose one of: {', '.join(names)}."),
+        ("message", "4", "Write it as /image=<model>=<prompt>, e.g. /image=builtin=a red fox."),
+        (
+            "message",
+            "5",
+            "Send /image=<model>=<prompt> or /image <prompt> to draw; /help for more.",
+        ),
+    ]
+    first_status = chat.status_history(ANN, "6")
+    assert first_status in (
+        [queued(1, "builtin"), replies.DONE],
+        [queued(1, "builtin"), generating("builtin"), replies.DONE],
+    )
+    photos = [entry for entry in said if entry[0] == "photo"]
+    assert photos == [
+        ("photo", "a cat\n\nbuiltin · new image"),
+        ("photo", "a cat\n\nbuiltin · from the cache"),
+    ]
+    usage = chat.calls_of("sendMessage")[-1].params["text"]
+    month = datetime.now(UTC).strftime("%Y-%m-01")
+    assert usage.startswith(
+        f"Your usage since {month} (UTC): 2 images, $0.00 spent; 1 from the cache ($0.00 saved)."
+    )
+    quota = r"• this day: \d of 50 images used \(resets \d{4}-\d\d-\d\d 00:00 UTC\)"
+    assert re.search(quota, usage)
+
+    assert listed.status_code == 200
+    assert principal.user_name == f"telegram:{ANN}"
+    prompts = [image["prompt"] for image in listed.json()["data"]]
+    assert prompts
+    assert set(prompts) == {"a cat"}
+
+
+async def test_the_allowlist_keeps_strangers_out(
+    tmp_path: Path,
+    telegram: tuple[TelegramState, str],
+    upstream: tuple[FakeState, PromptGate, str],
+) -> None:
+    chat, telegram_url = telegram
+    settings = make_settings(tmp_path, telegram_url, upstream[2], allowlist=[ANN])
+    async with running_bot(settings) as (services, _):
+        chat.feed_text(BOB, "/image a cat")
+        chat.feed_text(ANN, "/image a cat")
+        await chat.until(lambda: len(chat.calls_of("sendMessage")) == 2)
+        listing = await services.keys.list_keys()
+    assert chat.conversation(BOB) == [("message", "1", replies.not_allowed(BOB))]
+    assert chat.conversation(ANN) == [("message", "1", queued(1, "builtin"))]
+    assert [key.user_name for key in listing] == [f"telegram:{ANN}"]
+
+
+async def test_a_flooding_user_hits_their_own_rate_limit(
+    tmp_path: Path,
+    telegram: tuple[TelegramState, str],
+    upstream: tuple[FakeState, PromptGate, str],
+) -> None:
+    chat, telegram_url = telegram
+    settings = make_settings(tmp_path, telegram_url, upstream[2], requests_per_minute=2)
+    async with running_bot(settings):
+        for n in range(3):
+            chat.feed_text(ANN, f"/image cat number {n}")
+        chat.feed_text(BOB, "/image a dog")
+        await chat.until(lambda: len(chat.calls_of("sendMessage")) == 4)
+    said = chat.conversation(ANN)
+    assert said[:2] == [
+        ("message", "1", queued(1, "builtin")),
+        ("message", "2", queued(2, "builtin")),
+    ]
+    assert re.fullmatch(
+        r"⏱ Slow down: too many requests\. Try again in \d+ seconds\.", said[2][2]
+    ), said[2]
+    assert chat.conversation(BOB) == [("message", "1", queued(3, "builtin"))]  # Bob is not limited
+
+
+async def test_a_content_policy_refusal_asks_to_rephrase(
+    settings: Settings,
+    telegram: tuple[TelegramState, str],
+    upstream: tuple[FakeState, PromptGate, str],
+) -> None:
+    chat, _ = telegram
+    provider, gate, _ = upstream
+    gate.release("something forbidden")
+    provider.faults.next(Fault.safety())
+    async with running_bot(settings) as (services, _), embedded_workers(services):
+        chat.feed_text(ANN, "/image=gpt-image-1=something forbidden")
+        await chat.until(lambda: "rephrase" in (chat.status_history(ANN, "1") or [""])[-1])
+    assert chat.status_history(ANN, "1")[-1] == (
+        "🚫 gpt-image-1 refused this prompt under its content policy. "
+        "Please rephrase it and try again."
+    )
+
+
+async def test_a_rejected_token_is_a_configuration_error_that_does_not_show_it(
+    tmp_path: Path,
+    telegram: tuple[TelegramState, str],
+    upstream: tuple[FakeState, PromptGate, str],
+) -> None:
+    wrong = "999999:WRONG-TelegramBotToken-1a2b3c"
+    settings = make_settings(tmp_path, telegram[1], upstream[2], token=wrong)
+    async with build_services(settings) as services:
+        with pytest.raises(ConfigurationError) as refused:
+            async with TelegramBot(services).running():
+                pass
+    assert "TOKEN" in refused.value.message
+    assert wrong not in str(refused.value)
+    assert refused.value.__suppress_context__
