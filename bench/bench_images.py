@@ -69,6 +69,11 @@ NOW = datetime(2026, 12, 1, tzinfo=UTC)
 DAYS = 365
 CHUNK = 50_000
 
+
+def _split(text: str, sep: str = "|") -> list[str]:
+    return [part for part in text.split(sep) if part]
+
+
 MODELS = [  # (model, provider, weight)
     ("gpt-image-1", "openai", 30),
     ("gpt-image-1-mini", "openai", 20),
@@ -80,53 +85,54 @@ MODELS = [  # (model, provider, weight)
     ("builtin", "builtin", 4),
 ]
 OUTCOMES = [("generated", 80), ("cache_hit", 15), ("coalesced", 5)]
-SUBJECTS = (
+SUBJECTS = _split(
     "fox cat dog owl dragon robot astronaut castle lighthouse city forest mountain river "
     "waterfall ship train car bicycle woman man child knight wizard samurai whale octopus "
     "butterfly tiger wolf horse deer bear rabbit penguin flower tree garden cabin temple "
     "bridge tower market library cafe kitchen spaceship volcano island desert glacier "
-    "jellyfish hummingbird elephant giraffe koala panda lion eagle raven phoenix unicorn"
-).split()
-ADJECTIVES = (
+    "jellyfish hummingbird elephant giraffe koala panda lion eagle raven phoenix unicorn",
+    " ",
+)
+ADJECTIVES = _split(
     "red blue golden silver ancient futuristic tiny giant cozy abandoned mysterious "
     "glowing misty sunny snowy rainy neon vintage rustic elegant whimsical majestic "
     "serene stormy colorful minimalist ornate crystal wooden mechanical floating "
-    "enchanted haunted peaceful bustling lonely curious sleepy playful fierce gentle"
-).split()
-ACTIONS = (
-    "sitting on reading in flying over walking through sleeping under dancing in "
-    "standing beside hiding behind running across swimming in looking at"
-).split(" ")
-PLACES = (
+    "enchanted haunted peaceful bustling lonely curious sleepy playful fierce gentle",
+    " ",
+)
+ACTIONS = _split(
+    "sitting on|reading in|flying over|walking through|sleeping under|dancing in|"
+    "standing beside|hiding behind|running across|swimming in|looking at"
+)
+PLACES = _split(
     "the snow|a meadow|the rain|a neon city at night|a misty forest|the desert at dusk|"
     "a coral reef|the mountains|a quiet library|a rooftop garden|outer space|a medieval "
     "village|an old harbor|a bamboo grove|a sunflower field|a frozen lake|a busy market|"
     "the clouds|a candlelit room|an autumn park|a tropical beach|a cyberpunk alley|"
     "a cathedral|a lavender field|the northern lights"
-).split("|")
-STYLES = (
+)
+STYLES = _split(
     "oil painting|watercolor|digital art|photorealistic|studio photo|pixel art|"
     "isometric 3d render|anime style|pencil sketch|ukiyo-e woodblock print|low poly|"
     "art nouveau poster|cinematic still|children's book illustration|charcoal drawing|"
     "claymation|stained glass|vaporwave|line art|35mm film photo"
-).split("|")
-LIGHTS = (
+)
+LIGHTS = _split(
     "golden hour|soft morning light|dramatic lighting|rim light|volumetric fog|"
     "moonlight|overcast|backlit|candlelight|high contrast|bokeh|blue hour"
-).split("|")
-DETAILS = (
+)
+DETAILS = _split(
     "highly detailed|8k|trending on artstation|wide angle|close-up|symmetrical|"
     "shallow depth of field|intricate|muted colors|vibrant colors|award winning|"
     "by a famous artist|matte painting|octane render|sharp focus"
-).split("|")
-TAGS = (
-    "portrait landscape wallpaper logo concept art character environment product icon "
-    "poster cover album art storyboard moodboard reference sketch final draft favorite "
-    "client:acme client:globex client:initech campaign:spring campaign:winter web print "
-    "social instagram banner avatar sticker pattern texture ui mockup game asset "
-    "blog header newsletter pitch deck"
-).split(" ")
-TAGS = [t.replace("_", " ") for t in TAGS if t]
+)
+TAGS = _split(
+    "portrait|landscape|wallpaper|logo|concept art|character|environment|product|icon|"
+    "poster|cover|album art|storyboard|moodboard|reference|sketch|final|draft|favorite|"
+    "client:acme|client:globex|client:initech|campaign:spring|campaign:winter|web|print|"
+    "social|instagram|banner|avatar|sticker|pattern|texture|ui|mockup|game asset|"
+    "blog header|newsletter|pitch deck|print ready"
+)
 
 SEARCH_TWO = "fox snow"
 SEARCH_COMMON = "golden"
@@ -332,7 +338,7 @@ async def seed_postgres(url: str, rows: int, share: float, user_count: int) -> s
             await conn.execute(f'ALTER TABLE {c["tbl"]} ADD CONSTRAINT "{c["conname"]}" {c["def"]}')
         await conn.execute("VACUUM ANALYZE")
         print(f"seeding phases: COPY {copied - phase:.0f} s, indexes and constraints "
-              f"{indexed - copied:.0f} s + {time.monotonic() - indexed:.0f} s (with VACUUM ANALYZE)",
+              f"{indexed - copied:.0f} s, VACUUM ANALYZE {time.monotonic() - indexed:.0f} s",
               flush=True)  # fmt: skip
         return str(heavy)
     finally:
@@ -404,8 +410,12 @@ def queries(deep_user: str, deep_admin: str) -> dict[str, tuple[str, str]]:
     return {
         "first page": ("user", "/v1/images"),
         "deep cursor (90%)": ("user", f"/v1/images?cursor={deep_user}"),
-        f"filtered ({FILTER_MODEL}, 30 days, tag {FILTER_TAG})": ("user", f"/v1/images?{filtered}"),
-        f"search q={SEARCH_TWO}": ("user", "/v1/images?" + urllib.parse.urlencode({"q": SEARCH_TWO})),
+        f"filtered ({FILTER_MODEL}, 30 days, tag {FILTER_TAG})": (
+            "user", f"/v1/images?{filtered}"
+        ),
+        f"search q={SEARCH_TWO}": (
+            "user", "/v1/images?" + urllib.parse.urlencode({"q": SEARCH_TWO})
+        ),
         f"search q={SEARCH_COMMON}": (
             "user", "/v1/images?" + urllib.parse.urlencode({"q": SEARCH_COMMON})
         ),
@@ -433,8 +443,10 @@ def run_backend(
     keys = {"user": seeded.user_key, "admin": seeded.admin_key}
     planned = queries(*deep)
     print(f"\n### {label}: {seeded.image_count:,} images, heavy user owns {counts['heavy']:,}")
-    print(f"(search '{SEARCH_TWO}' matches {counts['two']:,} of the heavy user's images, "
-          f"'{SEARCH_COMMON}' {counts['common']:,}; the filter {counts['filtered']:,})\n")  # fmt: skip
+    print(
+        f"(search '{SEARCH_TWO}' matches {counts['two']:,} of the heavy user's images, "
+        f"'{SEARCH_COMMON}' {counts['common']:,}; the filter {counts['filtered']:,})\n"
+    )
     with httpx.Client(base_url=server.base_url, timeout=60) as client:
         for name, (scope, path) in planned.items():  # every query answers, and pages fill
             r = client.get(path, headers={"Authorization": f"Bearer {keys[scope]}"})
@@ -462,7 +474,8 @@ def run_backend(
     )
     result = run_wrk(base, script, 64, args.duration * 2)
     print(f"\nmixed load of the owner-scoped queries at concurrency 64 for {args.duration * 2} s: "
-          f"{result['rps']:.0f} req/s, p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, "
+          f"{result['rps']:.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
+          f"p99 {result['p99_ms']:.1f} ms, "
           f"{result['errors']:.0f} non-2xx; peak RSS of the gateway process (VmHWM) "
           f"{peak_rss_mib(server.pid):.1f} MiB", flush=True)  # fmt: skip
 
@@ -478,8 +491,10 @@ def web(server: ServerProcess, seeded: Seeded, args: argparse.Namespace, folder:
         admin = httpx.Client(base_url=server.base_url, timeout=60)
         assert admin.post("/signin", data={"api_key": seeded.admin_key}).status_code == 303
         gallery = signed.get("/")
-        assert gallery.status_code == 200 and "<img" in gallery.text, gallery.text[:300]
-        image_id = re.search(r'href="/images/([0-9a-f]+)"', gallery.text).group(1)  # type: ignore[union-attr]
+        assert gallery.status_code == 200, gallery.text[:300]
+        found = re.search(r'href="/images/([0-9a-f]+)"', gallery.text)
+        assert found is not None, gallery.text[:300]
+        image_id = found.group(1)
         pages = {
             "sign in": signin,
             "gallery (first page)": gallery,
@@ -535,17 +550,22 @@ def _migrate(data_dir: Path, env: dict[str, str]) -> None:
         raise RuntimeError(done.stderr)
 
 
-def _counts_sql(heavy: str) -> dict[str, str]:
-    start = NOW - timedelta(days=90)
-    end = NOW - timedelta(days=60)
+def _counts_sql(heavy: str, sqlite: bool = False) -> dict[str, str]:
+    """How many rows each query could return (the script's own constants, no user input)."""
+
+    def stamp(moment: datetime) -> str:  # SQLite keeps SQLAlchemy's naive UTC text
+        return moment.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else moment.isoformat()
+
+    start = stamp(NOW - timedelta(days=90))
+    end = stamp(NOW - timedelta(days=60))
     return {
-        "heavy": f"SELECT count(*) FROM images WHERE user_id = '{heavy}'",
+        "heavy": f"SELECT count(*) FROM images WHERE user_id = '{heavy}'",  # noqa: S608
         "filtered": (
-            f"SELECT count(*) FROM images i JOIN image_tags t ON t.image_id = i.id "
-            f"WHERE i.user_id = '{heavy}' AND i.model = '{FILTER_MODEL}' AND t.tag = '{FILTER_TAG}' "
-            f"AND i.created_at >= '{start.isoformat()}' AND i.created_at < '{end.isoformat()}'"
+            "SELECT count(*) FROM images i JOIN image_tags t ON t.image_id = i.id "  # noqa: S608
+            f"WHERE i.user_id = '{heavy}' AND i.model = '{FILTER_MODEL}' "
+            f"AND t.tag = '{FILTER_TAG}' AND i.created_at >= '{start}' AND i.created_at < '{end}'"
         ),
-    }  # fmt: skip
+    }
 
 
 async def bench_postgres(args: argparse.Namespace, folder: Path) -> None:
@@ -572,7 +592,8 @@ async def bench_postgres(args: argparse.Namespace, folder: Path) -> None:
             ))[0][0]  # fmt: skip
         (row,) = await pg_rows(
             url, "SELECT created_at, id FROM images WHERE user_id = $1 "
-            "ORDER BY created_at DESC, id DESC OFFSET $2 LIMIT 1", heavy, int(counts["heavy"] * 0.9),
+            "ORDER BY created_at DESC, id DESC OFFSET $2 LIMIT 1",
+            heavy, int(counts["heavy"] * 0.9),
         )  # fmt: skip
         (arow,) = await pg_rows(
             url, "SELECT created_at, id FROM images ORDER BY created_at DESC, id DESC "
@@ -648,7 +669,7 @@ def bench_sqlite(args: argparse.Namespace, folder: Path) -> None:
     print(f"\nSQLite: migrated and seeded {args.sqlite_rows:,} images in {seconds:.0f} s; "
           f"file size {db_path.stat().st_size / 2**20:.0f} MiB", flush=True)  # fmt: skip
     with sqlite3.connect(db_path) as conn:
-        counts = {k: conn.execute(q).fetchone()[0] for k, q in _counts_sql(heavy).items()}
+        counts = {k: conn.execute(q).fetchone()[0] for k, q in _counts_sql(heavy, True).items()}
         for key, q in (("two", SEARCH_TWO), ("common", SEARCH_COMMON)):
             match = "prompt : (" + " AND ".join(f'"{w}"' for w in q.split()) + ")"
             counts[key] = conn.execute(
