@@ -51,6 +51,33 @@ end
 """
 
 
+_GET = """
+wrk.method = "GET"
+{headers}
+local paths = {{{paths}}}
+local i = 0
+request = function()
+  i = i % #paths + 1
+  return wrk.format(nil, paths[i])
+end
+"""
+
+
+def _lua_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def get_script(folder: Path, name: str, headers: dict[str, str], paths: list[str]) -> Path:
+    """A wrk Lua script that GETs ``paths`` in turn (one path: always that one) with
+    ``headers``; the URL given to wrk then only names the server."""
+    lines = "\n".join(
+        f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}" for k, v in headers.items()
+    )
+    script = folder / f"get-{name}.lua"
+    script.write_text(_GET.format(headers=lines, paths=", ".join(map(_lua_string, paths))))
+    return script
+
+
 def post_script(folder: Path, key: str, body: str, unique_marker: str | None = None) -> Path:
     """A wrk Lua script that POSTs ``body`` as JSON with ``Authorization: Bearer key``.
 
