@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from imagegate.web import admin, generate, library, oidc, usage
+from imagegate.web import admin, generate, library, live, oidc, usage
 from imagegate.web.pages import STATIC_DIR, router
 
 
@@ -17,4 +17,5 @@ def install_web(app: FastAPI) -> None:
     app.include_router(admin.router)
     app.include_router(usage.router)
     app.include_router(oidc.router)
+    app.include_router(live.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

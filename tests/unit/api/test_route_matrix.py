@@ -85,6 +85,12 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/admin/cleanup"): Rule(Access.SESSION),
     ("POST", "/admin/cleanup"): Rule(Access.SESSION),
     ("GET", "/usage"): Rule(Access.SESSION),
+    # the pages' scripts (session cookie, CSRF header, owner-scoped; see test_web_live.py)
+    ("POST", "/web/jobs"): Rule(Access.SESSION),
+    ("GET", "/web/jobs/{job_id}"): Rule(Access.SESSION),
+    ("GET", "/web/jobs/{job_id}/events"): Rule(Access.SESSION),
+    ("POST", "/web/estimate"): Rule(Access.SESSION),
+    ("GET", "/web/images"): Rule(Access.SESSION),
     # any key; results are the caller's own
     ("POST", "/v1/images/generations"): Rule(Access.KEY, GENERATE),
     ("POST", "/v1/images/estimate"): Rule(Access.KEY, GENERATE),
