@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from asyncio.subprocess import PIPE, STDOUT
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import text
+from tests.support.processes import IMAGEGATE, environment
 
 from imagegate.db.engine import create_engine, current_revision, head_revision, upgrade_to_head
 from imagegate.db.tables import include_object, metadata
@@ -30,5 +34,34 @@ async def test_upgrade_matches_the_declared_schema_and_is_idempotent(database_ur
                 )
             )
         assert diff == []
+    finally:
+        await engine.dispose()
+
+
+async def test_processes_starting_together_migrate_an_empty_database_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    """N gateways and workers rolled out at once on a fresh database each run the upgrade on
+    start: one applies it, the others wait for it and find nothing left to do."""
+    env = environment(tmp_path / "data", IMAGEGATE_DATABASE__URL=database_url)
+    runs = [
+        await asyncio.create_subprocess_exec(
+            *IMAGEGATE, "migrate", env=env, stdout=PIPE, stderr=STDOUT
+        )
+        for _ in range(4)
+    ]
+    try:
+        outputs = await asyncio.wait_for(asyncio.gather(*(r.communicate() for r in runs)), 90)
+    finally:
+        for run in runs:
+            if run.returncode is None:
+                run.kill()
+    assert [run.returncode for run in runs] == [0] * 4, [out.decode() for out, _ in outputs]
+    engine = create_engine(database_url, DatabaseSettings())
+    try:
+        assert await current_revision(engine) == head_revision()
+        async with engine.connect() as conn:
+            versions = await conn.execute(text("SELECT count(*) FROM alembic_version"))
+            assert versions.scalar_one() == 1
     finally:
         await engine.dispose()

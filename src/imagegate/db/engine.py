@@ -8,7 +8,7 @@ import random
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import IO, Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -186,10 +186,43 @@ def _alembic_config(connection: Connection) -> Config:
     return config
 
 
+MIGRATION_LOCK = 0x696D67_6D6967  # "img" "mig": the advisory lock id migrations hold
+
+
 async def upgrade_to_head(engine: AsyncEngine) -> None:
-    """Apply every pending migration (idempotent)."""
-    async with engine.begin() as conn:
-        await conn.run_sync(lambda sync: command.upgrade(_alembic_config(sync), "head"))
+    """Apply every pending migration (idempotent).
+
+    Processes that start together on one database (a rollout of N gateways and M workers)
+    take turns: on PostgreSQL behind a transaction-scoped advisory lock, on SQLite behind an
+    exclusive lock on a file beside the database. The first applies the migrations, the others
+    then find the schema at head and do nothing."""
+    if engine.dialect.name == "postgresql":
+        async with engine.begin() as conn:
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK})
+            await conn.run_sync(lambda sync: command.upgrade(_alembic_config(sync), "head"))
+        return
+    database = engine.url.database
+    lock_path = f"{database}.migrate-lock" if database and database != ":memory:" else None
+    lock = await asyncio.to_thread(_lock_file, lock_path) if lock_path else None
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda sync: command.upgrade(_alembic_config(sync), "head"))
+    finally:
+        if lock is not None:
+            lock.close()  # closing the file releases its lock
+
+
+def _lock_file(path: str) -> IO[bytes]:
+    """``path`` opened and exclusively locked (blocking until no other process holds it)."""
+    import fcntl
+
+    handle = open(path, "ab")  # noqa: SIM115  # held open for as long as the lock is
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+    except BaseException:
+        handle.close()
+        raise
+    return handle
 
 
 def head_revision() -> str:
