@@ -90,6 +90,7 @@ def serve(
     import uvicorn
 
     from imagegate.api.app import create_app
+    from imagegate.api.header_limit import BoundedHttpToolsProtocol
 
     try:
         settings = load_settings()
@@ -126,6 +127,7 @@ def serve(
         host=server.host,
         port=server.port,
         access_log=server.access_log,
+        http=BoundedHttpToolsProtocol.with_limit(settings.requests.max_header_bytes),
         log_config=None,  # configure_logging's handler renders uvicorn's lines too
     )
 
