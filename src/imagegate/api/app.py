@@ -13,6 +13,7 @@ from imagegate.api.errors import install_error_handlers
 from imagegate.api.http_metrics import HttpMetricsMiddleware
 from imagegate.api.idempotency import IdempotencyMiddleware
 from imagegate.api.json_depth import JsonDepthMiddleware
+from imagegate.api.openapi import install_openapi
 from imagegate.api.rate_limits import RateLimitHeadersMiddleware
 from imagegate.api.request_id import RequestIdMiddleware
 from imagegate.api.routes import (
@@ -75,4 +76,5 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
         app.include_router(module.router)
     app.include_router(maintenance.router)
     install_web(app)
+    install_openapi(app)
     return app
