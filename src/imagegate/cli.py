@@ -92,6 +92,7 @@ def serve(
     import uvicorn
 
     from imagegate.api.app import create_app
+    from imagegate.api.header_limit import BoundedHttpToolsProtocol
 
     try:
         settings = load_settings()
@@ -128,6 +129,7 @@ def serve(
         host=server.host,
         port=server.port,
         access_log=server.access_log,
+        http=BoundedHttpToolsProtocol.with_limit(settings.requests.max_header_bytes),
         log_config=None,  # configure_logging's handler renders uvicorn's lines too
     )
 

@@ -496,6 +496,23 @@ class RequestSettings(BaseModel):
         ge=1024,
         description="Largest request body (JSON or multipart, all files together); larger -> 413.",
     )
+    max_header_bytes: int = Field(
+        default=32 * 1024,
+        ge=1024,
+        description="Largest request head (request line and all headers); larger -> 431 "
+        "(`imagegate serve`).",
+    )
+    max_json_depth: int = Field(
+        default=32,
+        ge=2,
+        le=512,
+        description="Deepest nesting of arrays and objects in a JSON body; deeper -> 400.",
+    )
+    max_upload_bytes: int = Field(
+        default=20 * 1024 * 1024,
+        ge=1024,
+        description="Largest uploaded image or mask (each file of an edit); larger -> 413.",
+    )
 
 
 class ServerSettings(BaseModel):

@@ -1,6 +1,6 @@
 """No secret appears in any log line, response body or header (a real gateway process, logging
 at DEBUG, with provider credentials, an admin key, user keys and webhook secrets set to
-recognisable values; a healthy and a failing fake provider)."""
+recognisable values; a healthy and a failing fake provider; the web UI's session secret)."""
 
 from __future__ import annotations
 
@@ -131,10 +131,20 @@ def test_no_secret_leaks_into_logs_or_responses(
             scraped = call("GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
             assert scraped.status_code == 200
             call("GET", "/metrics")
+            # the web UI: a session signed with <data_dir>/web-session-secret
+            signed_in = call("POST", "/signin", data={"api_key": keys["alice"]})
+            assert signed_in.status_code == 303, signed_in.text
+            for path in ("/", "/generate", "/usage"):
+                call("GET", path)
+            call("POST", "/signin", data={"api_key": "ig_wrongkey_1234567890"})
+            http.cookies.clear()
             time.sleep(1.5)  # let the webhook attempt and background writes log
     finally:
         process.terminate()
         process.wait(timeout=15)
+    session_secret = (data / "web-session-secret").read_text().strip()
+    assert len(session_secret) >= 32
+    secrets.append(session_secret)
     logged = log.read_text()
     assert '"level": "debug"' in logged  # the capture really was at DEBUG
     for secret in secrets:

@@ -17,7 +17,7 @@ from tests.support import DataDir
 from tests.support.s3 import S3Server
 
 from imagegate.api.app import create_app
-from imagegate.container import build_services
+from imagegate.container import Services, build_services
 from imagegate.models import Role
 from imagegate.settings import S3Settings, Settings, StorageSettings
 
@@ -29,13 +29,16 @@ class Gateway:
     http: httpx.AsyncClient
     auth: dict[str, str]
     data: DataDir
+    services: Services
 
     async def generate(self, prompt: str, n: int = 1) -> httpx.Response:
-        return await self.http.post(
+        response = await self.http.post(
             "/v1/images/generations",
             json={"prompt": prompt, "size": "256x256", "n": n},
             headers=self.auth,
         )
+        await self.services.thumbnails.idle()  # thumbnails are stored just after the answer
+        return response
 
 
 @asynccontextmanager
@@ -49,7 +52,7 @@ async def gateway(tmp_path: Path, s3: S3Settings) -> AsyncIterator[Gateway]:
         secret = (await services.keys.create("alice", Role.USER)).secret
         transport = httpx.ASGITransport(app=create_app(services))
         async with httpx.AsyncClient(transport=transport, base_url=GATEWAY) as http:
-            yield Gateway(http, {"Authorization": f"Bearer {secret}"}, DataDir(settings))
+            yield Gateway(http, {"Authorization": f"Bearer {secret}"}, DataDir(settings), services)
 
 
 def _keys(response: httpx.Response) -> list[str]:

@@ -12,6 +12,8 @@ from imagegate.api.body_limit import BodyLimitMiddleware
 from imagegate.api.errors import install_error_handlers
 from imagegate.api.http_metrics import HttpMetricsMiddleware
 from imagegate.api.idempotency import IdempotencyMiddleware
+from imagegate.api.json_depth import JsonDepthMiddleware
+from imagegate.api.openapi import install_openapi
 from imagegate.api.rate_limits import RateLimitHeadersMiddleware
 from imagegate.api.request_id import RequestIdMiddleware
 from imagegate.api.routes import (
@@ -62,11 +64,12 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     install_error_handlers(app)
     app.add_middleware(IdempotencyMiddleware)  # added first = inside: replays get their own id
     app.add_middleware(RateLimitHeadersMiddleware)  # outside replays: no stale counts
+    configured = services.settings if services is not None else settings
+    assert configured is not None
+    app.add_middleware(JsonDepthMiddleware, max_depth=configured.requests.max_json_depth)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(HttpMetricsMiddleware)  # times everything inside CORS
-    configured = services.settings if services is not None else settings
-    assert configured is not None
     app.add_middleware(BodyLimitMiddleware, max_bytes=configured.requests.max_body_bytes)
     install_cors(app, configured.cors)  # outermost: preflights answered before anything else
     for module in (openai_images, images, jobs, models, admin, files, health, usage, metrics):
@@ -75,4 +78,5 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     web = (services.settings if services is not None else settings).web  # type: ignore[union-attr]
     if web.enabled:
         install_web(app)
+    install_openapi(app)
     return app

@@ -212,15 +212,24 @@ class Readiness(BaseModel):
     )
 
 
+MAX_BUDGET_USD = 1_000_000_000
+MAX_COUNT = 2**31 - 1
+
+
 class LimitsBody(BaseModel):
     """Budgets and quotas; a missing or null field means unlimited."""
 
     model_config = ConfigDict(extra="forbid")
 
-    budget_usd_day: float | None = Field(default=None, ge=0, description="USD per UTC day.")
-    budget_usd_month: float | None = Field(default=None, ge=0, description="USD per UTC month.")
-    images_per_minute: int | None = Field(default=None, ge=0)
-    images_per_day: int | None = Field(default=None, ge=0)
+    # Upper bounds keep every value a finite 64-bit integer once in micro-USD (1e300 was a 500).
+    budget_usd_day: float | None = Field(
+        default=None, ge=0, le=MAX_BUDGET_USD, description="USD per UTC day."
+    )
+    budget_usd_month: float | None = Field(
+        default=None, ge=0, le=MAX_BUDGET_USD, description="USD per UTC month."
+    )
+    images_per_minute: int | None = Field(default=None, ge=0, le=MAX_COUNT)
+    images_per_day: int | None = Field(default=None, ge=0, le=MAX_COUNT)
 
 
 class KeyExpiryBody(BaseModel):
@@ -240,12 +249,14 @@ class KeyLimitsBody(LimitsBody):
     requests_per_minute: int | None = Field(
         default=None,
         ge=0,
+        le=MAX_COUNT,
         description="Requests per minute on the image routes (moving window); null = the "
         "default (IMAGEGATE_LIMITS__REQUESTS_PER_MINUTE), 0 = unlimited.",
     )
     concurrent_generations: int | None = Field(
         default=None,
         ge=0,
+        le=MAX_COUNT,
         description="Generations calling a provider at once; more wait in line. null = the "
         "default (IMAGEGATE_LIMITS__CONCURRENT_GENERATIONS), 0 = unlimited.",
     )

@@ -49,7 +49,7 @@ from imagegate.services.thumbnails import Thumbnails
 from imagegate.services.traffic import TrafficService
 from imagegate.settings import EnhancerSettings
 from imagegate.storage.base import BlobStore, content_key
-from imagegate.storage.images import PreparedImage, inspect_upload, prepare, thumbnail_key_for
+from imagegate.storage.images import PreparedImage, prepare, thumbnail_key_for, verify_upload
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,11 +450,14 @@ class GenerationService:
         return tuple(delivered)
 
     async def _verified_uploads(self, request: GenerationRequest) -> GenerationRequest:
-        """Reference images and mask with their type read from their bytes; bad ones refused."""
+        """Reference images and mask with their type read from their bytes, turned upright by
+        their EXIF orientation; bad, truncated, bomb and polyglot files refused."""
 
         async def verified(image: InputImage, field: str) -> InputImage:
-            mime = await asyncio.to_thread(inspect_upload, image.data, self._max_pixels, field)
-            return replace(image, mime=mime)
+            mime, data = await asyncio.to_thread(verify_upload, image.data, self._max_pixels, field)
+            if data is image.data:
+                return replace(image, mime=mime)
+            return InputImage.from_upload(data, mime)
 
         images = await asyncio.gather(*(verified(image, "image") for image in request.images))
         mask = await verified(request.mask, "mask") if request.mask else None

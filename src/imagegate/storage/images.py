@@ -10,10 +10,12 @@ import base64
 import contextlib
 import hashlib
 import io
+import re
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from PIL import Image, ImageFilter, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from imagegate.errors import InvalidRequest, ProviderError
 from imagegate.models import OutputFormat
@@ -226,33 +228,131 @@ def _webp(image: Image.Image, quality: int) -> bytes:
 
 
 _UPLOAD_MIMES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+_UPLOAD_FORMATS = {"PNG": OutputFormat.PNG, "JPEG": OutputFormat.JPEG, "WEBP": OutputFormat.WEBP}
+_ACTIVE_CONTENT = re.compile(
+    rb"<(?:!doctype|html|head|body|script|iframe|svg|object|embed|\?php)[\s>/]|%PDF-",
+    re.IGNORECASE,
+)
+"""What makes an image file also a page, a script or a document to something that sniffs."""
+ORIENTATION_TAG = 0x0112
 
 
-def inspect_upload(data: bytes, max_pixels: int, field: str) -> str:
-    """The real MIME type of an uploaded image, read from its bytes (never from its name or
-    declared type); refuses anything that is not a whole PNG, JPEG or WebP within ``max_pixels``.
+def _image_end(data: bytes, image_format: str) -> int | None:
+    """Where the image's own structure ends (its last byte + 1), or None if it never does."""
+    if image_format == "PNG":
+        at = 8
+        while at + 12 <= len(data):
+            length = int.from_bytes(data[at : at + 4], "big")
+            kind = data[at + 4 : at + 8]
+            at += 12 + length
+            if kind == b"IEND":
+                return at if at <= len(data) else None
+        return None
+    if image_format == "WEBP":
+        size = int.from_bytes(data[4:8], "little")
+        return 8 + size + (size & 1)
+    return _jpeg_end(data)
+
+
+def _jpeg_end(data: bytes) -> int | None:
+    """The offset after the EOI marker ending a JPEG's last scan (segments walked by length,
+    entropy-coded data skipped to its next real marker)."""
+    at = 2  # after SOI
+    while at + 2 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker == 0xD9:
+            return at + 2
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            at += 2
+            continue
+        if at + 4 > len(data):
+            return None
+        length = int.from_bytes(data[at + 2 : at + 4], "big")
+        at += 2 + length
+        if marker == 0xDA:  # start of scan: entropy-coded data up to the next marker
+            while True:
+                at = data.find(b"\xff", at)
+                if at < 0 or at + 1 >= len(data):
+                    return None
+                following = data[at + 1]
+                if following == 0x00 or 0xD0 <= following <= 0xD7 or following == 0xFF:
+                    at += 1 if following == 0xFF else 2
+                    continue
+                break
+    return None
+
+
+def _refuse(message: str, field: str, code: str = "invalid_image") -> InvalidRequest:
+    return InvalidRequest(f"{field} {message}", param=field, code=code)
+
+
+def verify_upload(data: bytes, max_pixels: int, field: str) -> tuple[str, bytes]:
+    """An uploaded image's real MIME type, read from its bytes (never from its name or declared
+    type), and the bytes to use: the same bytes, or the image turned upright when its EXIF
+    orientation says it is stored rotated or mirrored (re-encoded, orientation reset).
+
+    Refused (400, ``param`` = ``field``): anything but a whole PNG, JPEG or WebP; more than
+    ``max_pixels`` declared (checked before decoding: decompression bombs); truncated or corrupt
+    data; bytes after the image's end (a ZIP, HTML or script appended); a file that is at the
+    same time a ZIP archive or carries HTML, script or PDF markers (polyglots).
     """
     try:
         with Image.open(io.BytesIO(data)) as image:
-            kind = _UPLOAD_MIMES.get(image.format or "")
+            image_format = image.format or ""
+            kind = _UPLOAD_MIMES.get(image_format)
             if kind is None:
-                raise InvalidRequest(
-                    f"{field} must be a PNG, JPEG or WebP image; got {image.format or 'unknown'}.",
-                    param=field,
-                    code="invalid_image_format",
+                raise _refuse(
+                    f"must be a PNG, JPEG or WebP image; got {image_format or 'unknown'}.",
+                    field,
+                    "invalid_image_format",
                 )
             width, height = image.size
             if width * height > max_pixels:
-                raise InvalidRequest(
-                    f"{field} is {width}x{height}, above the {max_pixels} pixel limit.",
-                    param=field,
-                    code="image_too_large",
+                raise _refuse(
+                    f"is {width}x{height}, above the {max_pixels} pixel limit.",
+                    field,
+                    "image_too_large",
                 )
             image.load()
-            return kind
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise InvalidRequest(
-            f"{field} is not a readable image (corrupt or truncated?).",
-            param=field,
-            code="invalid_image",
+            orientation = image.getexif().get(ORIENTATION_TAG, 1)
+            upright = ImageOps.exif_transpose(image) if orientation not in (1, None) else None
+        if image_format == "PNG":
+            with Image.open(io.BytesIO(data)) as again:
+                again.verify()  # chunk CRCs
+    except InvalidRequest:
+        raise
+    except Image.DecompressionBombError:  # Pillow's own guard, raised by open() itself
+        raise _refuse(
+            f"declares more than the {max_pixels} pixel limit.", field, "image_too_large"
         ) from None
+    except _UNREADABLE:
+        raise _refuse("is not a readable image (corrupt or truncated?).", field) from None
+    end = _image_end(data, image_format)
+    if end is None:
+        raise _refuse("is not a readable image (corrupt or truncated?).", field)
+    if end != len(data):
+        raise _refuse(
+            f"has {len(data) - end} bytes after the end of the image; refused as a possible "
+            "polyglot file.",
+            field,
+            "polyglot_image",
+        )
+    if zipfile.is_zipfile(io.BytesIO(data)) or _ACTIVE_CONTENT.search(data):
+        raise _refuse(
+            "is also readable as an archive, page or document; refused as a polyglot file.",
+            field,
+            "polyglot_image",
+        )
+    if upright is None:
+        return kind, data
+    return kind, encode(upright, _UPLOAD_FORMATS[image_format], 95)
+
+
+def inspect_upload(data: bytes, max_pixels: int, field: str) -> str:
+    """The real MIME type of an uploaded image (see ``verify_upload``)."""
+    return verify_upload(data, max_pixels, field)[0]

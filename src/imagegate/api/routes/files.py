@@ -19,7 +19,31 @@ router = APIRouter(tags=["Files"])
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 
-@router.api_route("/files/{key}", methods=["GET", "HEAD"], summary="Fetch a stored image")
+_IMAGE = {"schema": {"type": "string", "format": "binary"}}
+FILE_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {
+        "description": "The image bytes",
+        "content": {"image/png": _IMAGE, "image/jpeg": _IMAGE, "image/webp": _IMAGE},
+    },
+    304: {"description": "Not modified (If-None-Match matched the ETag)"},
+    307: {"description": "Sent to a short-lived presigned URL of the object store"},
+}
+
+
+@router.head(
+    "/files/{key}",
+    operation_id="head_file",
+    summary="A stored image's headers",
+    response_class=Response,
+    responses=FILE_RESPONSES,
+)
+@router.get(
+    "/files/{key}",
+    operation_id="get_file",
+    summary="Fetch a stored image",
+    response_class=Response,
+    responses=FILE_RESPONSES,
+)
 async def get_file(key: str, request: Request, services: ServicesDep) -> Response:
     file = await services.image_files.open(key)
     body = file.body

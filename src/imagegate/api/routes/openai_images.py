@@ -26,7 +26,7 @@ from imagegate.api.schemas import (
     ImagesResponse,
     edit_form_openapi,
 )
-from imagegate.errors import InvalidRequest, UnsupportedParameter
+from imagegate.errors import InvalidRequest, PayloadTooLarge, UnsupportedParameter
 from imagegate.models import GenerationRequest, InputImage
 from imagegate.services.caching import CacheMode
 from imagegate.services.documents import images_payload
@@ -111,10 +111,24 @@ def cache_mode(cache_control: str | None, requested: str | None) -> CacheMode:
     return max(modes, key=order.index)
 
 
-async def _upload(value: UploadFile | str, field: str) -> InputImage:
+def _too_large(field: str, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"{field} is larger than the limit of {limit} bytes per uploaded image "
+        "(IMAGEGATE_REQUESTS__MAX_UPLOAD_BYTES).",
+        param=field,
+        code="upload_too_large",
+    )
+
+
+async def _upload(value: UploadFile | str, field: str, limit: int) -> InputImage:
     if isinstance(value, str):
         raise InvalidRequest(f"{field} must be a file upload, not a text field.", param=field)
-    return InputImage.from_upload(await value.read(), value.content_type)
+    if value.size is not None and value.size > limit:  # known from the parse: nothing read
+        raise _too_large(field, limit)
+    data = await value.read(limit + 1)
+    if len(data) > limit:
+        raise _too_large(field, limit)
+    return InputImage.from_upload(data, value.content_type)
 
 
 @router.post(
@@ -128,10 +142,11 @@ async def edit_image(
     request: Request, principal: AdmittedPrincipal, services: ServicesDep
 ) -> Response:
     content_type = request.headers.get("content-type", "")
+    limit = services.settings.requests.max_upload_bytes
     if content_type.startswith("application/json"):
-        edit = await _json_edit(request)
+        edit = await _json_edit(request, limit)
     elif content_type.startswith("multipart/form-data"):
-        edit = await _multipart_edit(request)
+        edit = await _multipart_edit(request, limit)
     else:
         raise InvalidRequest(
             "Send image edits as multipart/form-data with 'image' file parts, or as JSON with "
@@ -155,7 +170,7 @@ def _validated(model: type[T], fields: object) -> T:
         ) from None
 
 
-def _from_data_url(ref: ImageRef, field: str) -> InputImage:
+def _from_data_url(ref: ImageRef, field: str, limit: int) -> InputImage:
     if ref.file_id is not None or not ref.image_url:
         raise UnsupportedParameter(
             f"{field}: file_id is not supported; send the image as a data: URL.", param=field
@@ -167,14 +182,18 @@ def _from_data_url(ref: ImageRef, field: str) -> InputImage:
             "or use multipart/form-data.",
             param=field,
         )
+    if len(payload) // 4 * 3 > limit + 2:  # decoded size, before decoding
+        raise _too_large(field, limit)
     try:
         data = base64.b64decode(payload, validate=True)
     except binascii.Error:
         raise InvalidRequest(f"{field}: the data URL is not valid base64.", param=field) from None
+    if len(data) > limit:
+        raise _too_large(field, limit)
     return InputImage.from_upload(data, header.removeprefix("data:").removesuffix(";base64"))
 
 
-async def _json_edit(request: Request) -> tuple[GenerationRequest, str | None]:
+async def _json_edit(request: Request, limit: int) -> tuple[GenerationRequest, str | None]:
     try:
         body = orjson.loads(await request.body())
     except orjson.JSONDecodeError:
@@ -182,20 +201,20 @@ async def _json_edit(request: Request) -> tuple[GenerationRequest, str | None]:
             "We could not parse the JSON body of your request.", param=None, code="invalid_json"
         ) from None
     parsed = _validated(CreateImageEditJson, body)
-    images = [_from_data_url(ref, "images") for ref in parsed.images]
-    mask = _from_data_url(parsed.mask, "mask") if parsed.mask else None
+    images = [_from_data_url(ref, "images", limit) for ref in parsed.images]
+    mask = _from_data_url(parsed.mask, "mask", limit) if parsed.mask else None
     return parsed.to_domain(images, mask), parsed.cache
 
 
-async def _multipart_edit(request: Request) -> tuple[GenerationRequest, str | None]:
+async def _multipart_edit(request: Request, limit: int) -> tuple[GenerationRequest, str | None]:
     async with request.form(max_files=MAX_FORM_FILES, max_fields=64) as form:
         images = [
-            await _upload(value, "image")
+            await _upload(value, "image", limit)
             for key in ("image", "image[]")
             for value in form.getlist(key)
         ]
         masks = form.getlist("mask")
-        mask = await _upload(masks[0], "mask") if masks else None
+        mask = await _upload(masks[0], "mask", limit) if masks else None
         fields = {k: v for k, v in form.multi_items() if k not in _FILE_FIELDS}
     if not images:
         raise InvalidRequest("Missing required parameter: 'image'.", param="image")
