@@ -54,6 +54,7 @@ from imagegate.services.lanes import ModelLanes
 from imagegate.services.maintenance import MaintenanceService
 from imagegate.services.providers import ProviderStatusService
 from imagegate.services.single_flight import SingleFlight
+from imagegate.services.thumbnails import Thumbnails
 from imagegate.services.traffic import TrafficService
 from imagegate.services.usage import UsageService
 from imagegate.services.webhook_deliveries import WebhookDeliveries
@@ -70,6 +71,7 @@ class Services:
     keys: KeyService
     generations: GenerationService
     image_files: ImageFileService
+    thumbnails: Thumbnails
     images: ImageLibrary
     health: HealthService
     usage: UsageService
@@ -203,6 +205,8 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         lambda: [LaneGauge(s.model, s.running, s.waiting) for s in lanes.stats()],
         router.breaker_states,
     )
+    image_records = SqlImageRepository(engine, transactions.run)
+    thumbnails = Thumbnails(blobs, image_records, settings.max_image_pixels)
     generations = GenerationService(
         router,
         blobs,
@@ -217,6 +221,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         budgets,
         traffic,
         lanes,
+        thumbnails,
         default_model=settings.default_model,
         max_pixels=settings.max_image_pixels,
         semantic=_semantic_index(settings),
@@ -233,7 +238,6 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         poll_seconds=jobs.poll_seconds,
         check_webhook_url=partial(outbound.guard.check, param="webhook"),
     )
-    image_records = SqlImageRepository(engine, transactions.run)
     try:
         if settings.database.auto_migrate:
             await upgrade_to_head(engine)
@@ -241,7 +245,8 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
             settings=settings,
             keys=keys,
             generations=generations,
-            image_files=ImageFileService(blobs),
+            image_files=ImageFileService(blobs, thumbnails),
+            thumbnails=thumbnails,
             images=ImageLibrary(image_records, generation_records, blobs),
             health=HealthService(SqlDatabase(engine), blobs, (shared.degraded,)),
             usage=UsageService(SqlUsageRepository(engine), budgets),
@@ -284,6 +289,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         )
     finally:
         await generations.flush()
+        await thumbnails.aclose()
         await keys.aclose()
         await generation_records.aclose()
         await transactions.aclose()

@@ -150,6 +150,14 @@ class ImageRepository(Protocol):
         transaction; None if there was no such record."""
         ...
 
+    async def thumbnail_source(self, thumbnail_key: str) -> str | None:
+        """The storage key of an image whose thumbnail is ``thumbnail_key``, if any."""
+        ...
+
+    async def set_placeholder(self, thumbnail_key: str, placeholder: str) -> None:
+        """Give every record of ``thumbnail_key`` that has none its blur-up placeholder."""
+        ...
+
 
 class CacheRepository(Protocol):
     async def lookup(self, scope: str, cache_key: str, now: datetime) -> CachedResult | None:

@@ -255,3 +255,20 @@ class SqlImageRepository:
 
     async def delete(self, image_id: str) -> ImageRemoval | None:
         return await self._writes(lambda conn: _delete(conn, image_id))
+
+    async def thumbnail_source(self, thumbnail_key: str) -> str | None:
+        """The storage key of an image whose thumbnail is ``thumbnail_key``, if any."""
+        statement = (
+            sa.select(images.c.storage_key).where(images.c.thumbnail_key == thumbnail_key).limit(1)
+        )
+        async with self._engine.connect() as conn:
+            return (await conn.execute(statement)).scalar_one_or_none()
+
+    async def set_placeholder(self, thumbnail_key: str, placeholder: str) -> None:
+        """Give every record of ``thumbnail_key`` that has none its blur-up placeholder."""
+        statement = (
+            images.update()
+            .where(images.c.thumbnail_key == thumbnail_key, images.c.placeholder.is_(None))
+            .values(placeholder=placeholder)
+        )
+        await self._writes(lambda conn: conn.execute(statement))

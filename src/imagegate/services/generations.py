@@ -32,7 +32,6 @@ from imagegate.models import (
     JobLink,
     NormalizedRequest,
     Outcome,
-    OutputFormat,
     Principal,
     ProviderResult,
     RawImage,
@@ -45,9 +44,10 @@ from imagegate.services.budgets import BudgetService
 from imagegate.services.caching import CacheMode, ResultCache
 from imagegate.services.lanes import ModelLanes, QueueWatch
 from imagegate.services.single_flight import SingleFlight
+from imagegate.services.thumbnails import Thumbnails
 from imagegate.services.traffic import TrafficService
 from imagegate.storage.base import BlobStore, content_key
-from imagegate.storage.images import PreparedImage, prepare, verify_upload
+from imagegate.storage.images import PreparedImage, prepare, thumbnail_key_for, verify_upload
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +104,7 @@ class GenerationService:
         budgets: BudgetService,
         traffic: TrafficService,
         lanes: ModelLanes,
+        thumbnails: Thumbnails,
         *,
         default_model: str,
         max_pixels: int,
@@ -120,6 +121,7 @@ class GenerationService:
         self._traffic = traffic
         self._lanes = lanes
         self._blobs = blobs
+        self._thumbnails = thumbnails
         self._generations = generations
         self._default_model = default_model
         self._max_pixels = max_pixels
@@ -367,6 +369,7 @@ class GenerationService:
                 if charged
                 else self._budgets.release(reservation)
             )
+        self._thumbnails.submit(generation.images)  # recorded: their thumbnails can be made
         if entry is not None:
             await self._cache.remember(entry, _shared(GenerationResult(generation, delivered, "")))
         return GenerationResult(generation, delivered, cache_status)
@@ -399,7 +402,7 @@ class GenerationService:
             saved_cost_micro_usd=source.cost_micro_usd,
             source_generation_id=source.generation_id,
             completed_at=completed_at,
-            images=source.images,
+            images=tuple(self._thumbnails.completed(image) for image in source.images),
             events=(
                 *draft.events,
                 Event("generation_skipped", completed_at, details),
@@ -447,10 +450,7 @@ class GenerationService:
         made = await prepared.of(raw)
         output_format = prepared.request.output_format
         key = content_key(made.data, output_format)
-        thumbnail_key = content_key(made.thumbnail, OutputFormat.WEBP)
-        await asyncio.gather(
-            self._blobs.put(key, made.data), self._blobs.put(thumbnail_key, made.thumbnail)
-        )
+        await self._blobs.put(key, made.data)
         image = StoredImage(
             content_hash=key.partition(".")[0],
             storage_key=key,
@@ -459,9 +459,9 @@ class GenerationService:
             height=made.height,
             byte_size=len(made.data),
             revised_prompt=raw.revised_prompt,
-            thumbnail_key=thumbnail_key,
-            placeholder=made.placeholder,
+            thumbnail_key=thumbnail_key_for(key),
         )
+        image = self._thumbnails.completed(image)
         return DeliveredImage(image=image, url=self._blobs.url_for(key), data=made.data)
 
     async def _record_failure(self, draft: Generation, exc: Exception, started: float) -> None:
@@ -505,8 +505,8 @@ class _Prepared:
     async def _prepare(self, raw: RawImage) -> PreparedImage:
         request = self.request
         args = (raw.data, request.output_format, request.output_compression, self._max_pixels)
-        # Decoding in full and making the thumbnail takes milliseconds even for small images:
-        # always off the event loop.
+        # Checking the bytes takes from microseconds (a PNG's CRCs) to milliseconds (a
+        # conversion): off the event loop, since a conversion would stall it.
         return await asyncio.to_thread(prepare, *args)
 
 

@@ -20,6 +20,7 @@ from imagegate.models import (
     ImageRecord,
     Principal,
 )
+from imagegate.services.thumbnails import Thumbnails
 from imagegate.services.usage import as_utc
 from imagegate.storage.base import BlobStore, is_valid_key, mime_for_key
 
@@ -40,8 +41,9 @@ class ImageFile:
 
 
 class ImageFileService:
-    def __init__(self, blobs: BlobStore) -> None:
+    def __init__(self, blobs: BlobStore, thumbnails: Thumbnails) -> None:
         self._blobs = blobs
+        self._thumbnails = thumbnails
 
     async def read(self, key: str) -> tuple[bytes, str]:
         """The bytes and MIME type of ``key``; NotFound for unknown or malformed keys."""
@@ -52,7 +54,11 @@ class ImageFileService:
 
     async def open(self, key: str) -> ImageFile:
         """``key`` as the file route serves it; NotFound for unknown or malformed keys."""
-        body = await self._blobs.open(key) if is_valid_key(key) else None
+        if not is_valid_key(key):
+            raise NotFound(f"No file {key!r}.")
+        body = await self._blobs.open(key)
+        if body is None and key.endswith(".webp") and await self._thumbnails.ensure(key):
+            body = await self._blobs.open(key)  # a thumbnail not made yet (or lost): made now
         if body is None:
             raise NotFound(f"No file {key!r}.")
         return ImageFile(mime_for_key(key), f'"{key.partition(".")[0]}"', body)

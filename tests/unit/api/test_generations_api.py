@@ -10,6 +10,8 @@ import pytest
 from PIL import Image
 from tests.support import DataDir
 
+from imagegate.container import Services
+
 
 async def test_url_response_serves_a_real_png_of_the_asked_size(
     client: httpx.AsyncClient, auth: dict[str, str]
@@ -58,7 +60,7 @@ async def test_b64_json_returns_the_bytes_inline_in_the_asked_format(
 
 
 async def test_one_generation_row_with_its_images_and_events(
-    client: httpx.AsyncClient, auth: dict[str, str], data_dir: DataDir
+    client: httpx.AsyncClient, auth: dict[str, str], data_dir: DataDir, services: Services
 ) -> None:
     response = await client.post(
         "/v1/images/generations",
@@ -73,17 +75,19 @@ async def test_one_generation_row_with_its_images_and_events(
     assert data_dir.count("images") == 3
     events = [row[0] for row in data_dir.rows("SELECT type FROM events ORDER BY id")]
     assert events == ["generation_started", "generation_completed"]
+    await services.thumbnails.idle()  # thumbnails are made just after the answer
     assert len(data_dir.stored_files()) == 6  # each image and its thumbnail
 
 
 async def test_the_same_image_is_stored_once(
-    client: httpx.AsyncClient, auth: dict[str, str], data_dir: DataDir
+    client: httpx.AsyncClient, auth: dict[str, str], data_dir: DataDir, services: Services
 ) -> None:
     body = {"prompt": "a red fox", "size": "256x256", "seed": 3}
     first = await client.post("/v1/images/generations", json=body, headers=auth)
     second = await client.post("/v1/images/generations", json=body, headers=auth)
     assert first.json()["data"][0]["url"] == second.json()["data"][0]["url"]
     assert data_dir.count("generations") == 2
+    await services.thumbnails.idle()
     assert len(data_dir.stored_files()) == 2  # the image and its thumbnail
 
 

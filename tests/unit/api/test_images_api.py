@@ -32,10 +32,11 @@ async def other_auth(services: Services) -> dict[str, str]:
 
 
 async def test_list_shows_the_callers_images_newest_first_with_urls_that_work(
-    client: httpx.AsyncClient, auth: dict[str, str]
+    client: httpx.AsyncClient, auth: dict[str, str], services: Services
 ) -> None:
     await _generate(client, auth, "a red fox in snow")
     await _generate(client, auth, "a blue whale, 8k, masterpiece --ar 16:9")
+    await services.thumbnails.idle()  # thumbnails and placeholders come just after the answer
     body = (await client.get("/v1/images", headers=auth)).json()
     assert [item["prompt"] for item in body["data"]] == [
         "a blue whale, 8k, masterpiece --ar 16:9",
@@ -112,10 +113,11 @@ async def test_patch_changes_alt_text_tags_and_pin_and_tag_filter_finds_it(
 
 
 async def test_delete_removes_the_record_and_keeps_bytes_another_record_uses(
-    client: httpx.AsyncClient, auth: dict[str, str], data_dir: DataDir
+    client: httpx.AsyncClient, auth: dict[str, str], data_dir: DataDir, services: Services
 ) -> None:
     await _generate(client, auth, "a lone tree", seed=7)
     await _generate(client, auth, "a lone tree", seed=7)  # a cache hit: same bytes
+    await services.thumbnails.idle()
     hit, original = (await client.get("/v1/images", headers=auth)).json()["data"]
     assert (hit["outcome"], original["outcome"]) == ("cache_hit", "generated")
     assert hit["url"] == original["url"]
@@ -219,3 +221,22 @@ async def test_library_routes_do_not_shadow_the_openai_routes(
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert {"get", "patch", "delete"} <= set(paths["/v1/images/{image_id}"])
     assert "get" in paths["/v1/generations/{generation_id}"]
+
+
+async def test_a_thumbnail_not_made_yet_or_lost_is_made_when_first_fetched(
+    client: httpx.AsyncClient, auth: dict[str, str], services: Services, data_dir: DataDir
+) -> None:
+    await _generate(client, auth, "a lighthouse at dusk", size="512x512")
+    await services.thumbnails.idle()
+    image = (await client.get("/v1/images", headers=auth)).json()["data"][0]
+    thumbnail_key = image["thumbnail_url"].rpartition("/")[2]
+    lost = [path for path in data_dir.stored_files() if path.name == thumbnail_key]
+    assert len(lost) == 1
+    lost[0].unlink()
+    again = await client.get(image["thumbnail_url"])
+    assert again.status_code == 200
+    with Image.open(io.BytesIO(again.content)) as thumb:
+        assert (thumb.format, thumb.size) == ("WEBP", (300, 300))
+    assert thumbnail_key in {path.name for path in data_dir.stored_files()}
+    unknown = image["thumbnail_url"].replace(thumbnail_key, "0" * 64 + ".webp")
+    assert (await client.get(unknown)).status_code == 404

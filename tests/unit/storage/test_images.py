@@ -10,7 +10,15 @@ from PIL import Image, ImageStat
 
 from imagegate.errors import InvalidRequest, ProviderError
 from imagegate.models import OutputFormat
-from imagegate.storage.images import detail_window, encode, inspect_upload, prepare
+from imagegate.storage.base import is_valid_key
+from imagegate.storage.images import (
+    detail_window,
+    encode,
+    inspect_upload,
+    make_thumbnail,
+    prepare,
+    thumbnail_key_for,
+)
 
 
 def _png(width: int = 64, height: int = 48) -> bytes:
@@ -145,8 +153,8 @@ def test_transparent_png_converts_to_webp_keeping_alpha() -> None:
 
 @pytest.mark.parametrize("size", [(600, 200), (256, 256), (100, 900), (1024, 1024)])
 def test_the_thumbnail_is_a_300_pixel_square_webp(size: tuple[int, int]) -> None:
-    prepared = prepare(_png(*size), OutputFormat.PNG, None, max_pixels=2_000_000)
-    with Image.open(io.BytesIO(prepared.thumbnail)) as thumb:
+    made = make_thumbnail(_png(*size), max_pixels=2_000_000)
+    with Image.open(io.BytesIO(made.data)) as thumb:
         assert (thumb.format, thumb.size) == ("WEBP", (300, 300))
 
 
@@ -154,8 +162,8 @@ def test_the_thumbnail_is_a_300_pixel_square_webp(size: tuple[int, int]) -> None
     ("size", "detail_at"), [((600, 200), "right"), ((600, 200), "left"), ((200, 600), "bottom")]
 )
 def test_the_thumbnail_crops_to_the_detailed_region(size: tuple[int, int], detail_at: str) -> None:
-    prepared = prepare(_half_detailed(*size, detail_at), OutputFormat.PNG, None, 1_000_000)
-    with Image.open(io.BytesIO(prepared.thumbnail)) as thumb:
+    made = make_thumbnail(_half_detailed(*size, detail_at), 1_000_000)
+    with Image.open(io.BytesIO(made.data)) as thumb:
         spread = ImageStat.Stat(thumb.convert("L")).stddev[0]
     # A centre crop would be flat grey (spread ~0); the noise band has a spread near 50.
     assert spread > 30
@@ -176,9 +184,54 @@ def test_the_window_follows_the_detail() -> None:
 
 
 def test_the_placeholder_is_a_tiny_webp_data_uri() -> None:
-    prepared = prepare(_png(640, 480), OutputFormat.JPEG, None, max_pixels=1_000_000)
-    header, _, payload = prepared.placeholder.partition(",")
+    jpeg = prepare(_png(640, 480), OutputFormat.JPEG, None, max_pixels=1_000_000).data
+    placeholder = make_thumbnail(jpeg, max_pixels=1_000_000).placeholder
+    header, _, payload = placeholder.partition(",")
     assert header == "data:image/webp;base64"
     with Image.open(io.BytesIO(base64.b64decode(payload))) as tiny:
         assert (tiny.format, tiny.size) == ("WEBP", (16, 16))
-    assert len(prepared.placeholder) < 400
+    assert len(placeholder) < 400
+
+
+def _noise(fmt: OutputFormat, size: tuple[int, int] = (256, 256)) -> bytes:
+    return encode(Image.effect_noise(size, 80).convert("RGB"), fmt, None)
+
+
+@pytest.mark.parametrize("fmt", [OutputFormat.JPEG, OutputFormat.WEBP])
+def test_a_truncated_image_in_the_asked_format_is_refused(fmt: OutputFormat) -> None:
+    whole = _noise(fmt)
+    for cut in (len(whole) // 2, len(whole) - 10):
+        with pytest.raises(ProviderError, match="not a valid image"):
+            prepare(whole[:cut], fmt, None, max_pixels=1_000_000)
+
+
+def test_a_corrupt_png_kept_as_png_is_refused() -> None:
+    """Bytes kept as they are still have every chunk checked (CRC), not just the header."""
+    whole = bytearray(_noise(OutputFormat.PNG, (128, 128)))
+    middle = len(whole) // 2
+    whole[middle : middle + 16] = b"\x00" * 16
+    with pytest.raises(ProviderError):
+        prepare(bytes(whole), OutputFormat.PNG, None, max_pixels=1_000_000)
+
+
+def test_a_large_jpeg_thumbnail_is_made_from_a_reduced_decode() -> None:
+    made = make_thumbnail(_noise(OutputFormat.JPEG, (2400, 1600)), max_pixels=10_000_000)
+    with Image.open(io.BytesIO(made.data)) as thumb:
+        assert (thumb.format, thumb.size) == ("WEBP", (300, 300))
+
+
+def test_an_undecodable_stored_image_has_no_thumbnail() -> None:
+    with pytest.raises(ValueError, match="not a valid image"):
+        make_thumbnail(b"not an image", max_pixels=1_000_000)
+    with pytest.raises(ValueError, match="pixel limit"):
+        make_thumbnail(_png(200, 100), max_pixels=19_999)
+
+
+def test_the_thumbnail_key_is_a_storage_key_of_its_own_fixed_by_the_image() -> None:
+    image_key = "ab" * 32 + ".png"
+    key = thumbnail_key_for(image_key)
+    assert is_valid_key(key)
+    assert key.endswith(".webp")
+    assert key == thumbnail_key_for("ab" * 32 + ".jpeg")  # same bytes in a record: one thumbnail
+    assert key != thumbnail_key_for("cd" * 32 + ".png")
+    assert key.partition(".")[0] != image_key.partition(".")[0]
