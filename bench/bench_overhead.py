@@ -10,19 +10,21 @@ every request verified, stored and recorded), and wrk. Each row is a 10 s run af
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.processes import free_port, openai_provider, start_gateways
+from tests.support.processes import ServerProcess, free_port, openai_provider, start_gateways
 
 from bench.wrk import post_script, run_wrk
 
@@ -52,6 +54,23 @@ def start_fake(port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("the OpenAI fake did not start")
 
 
+@contextlib.contextmanager
+def gateway_in_front_of_fake(folder: Path) -> Iterator[tuple[ServerProcess, str, int]]:
+    """The OpenAI fake and one gateway (limits off) pointing at it: (gateway, key, fake port)."""
+    fake_port = free_port()
+    fake = start_fake(fake_port)
+    try:
+        config = {"providers": openai_provider(f"http://127.0.0.1:{fake_port}")}
+        (server,), key = start_gateways(folder, config, **UNLIMITED)
+        try:
+            yield server, key, fake_port
+        finally:
+            server.stop()
+    finally:
+        fake.terminate()
+        fake.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--duration", type=int, default=10)
@@ -60,39 +79,31 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
 
-    fake_port = free_port()
-    fake = start_fake(fake_port)
-    with tempfile.TemporaryDirectory() as tmp:
-        fake_url = f"http://127.0.0.1:{fake_port}"
-        (server,), key = start_gateways(
-            Path(tmp), {"providers": openai_provider(fake_url)}, **UNLIMITED
-        )
-        try:
-            # A new prompt per request: every one misses the cache and calls the provider.
-            body = json.dumps({**BODY, "prompt": "a red fox UNIQUE", "response_format": "url"})
-            gateway_script = post_script(Path(tmp), key, body, unique_marker="UNIQUE")
-            direct_script = post_script(Path(tmp), "test-key", json.dumps(BODY))
-            gateway_url = f"{server.base_url}/v1/images/generations"
-            direct_url = f"http://127.0.0.1:{fake_port}/v1/images/generations"
-            run_wrk(gateway_url, gateway_script, 4, 2)  # warm-up
-            run_wrk(direct_url, direct_script, 4, 2)
-            print("| path | concurrency | req/s | p50 ms | p99 ms | non-2xx |")
-            print("|---|---:|---:|---:|---:|---:|")
-            for concurrency in args.concurrency:
-                for label, url, script in (
-                    ("direct to fake", direct_url, direct_script),
-                    ("through imagegate", gateway_url, gateway_script),
-                ):
-                    r = run_wrk(url, script, concurrency, args.duration)
-                    print(
-                        f"| {label} | {concurrency} | {r['rps']:.0f} | {r['p50_ms']:.2f} "
-                        f"| {r['p99_ms']:.2f} | {r['errors']:.0f} |",
-                        flush=True,
-                    )
-        finally:
-            server.stop()
-            fake.terminate()
-            fake.wait()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        gateway_in_front_of_fake(Path(tmp)) as (server, key, fake_port),
+    ):
+        # A new prompt per request: every one misses the cache and calls the provider.
+        body = json.dumps({**BODY, "prompt": "a red fox UNIQUE", "response_format": "url"})
+        gateway_script = post_script(Path(tmp), key, body, unique_marker="UNIQUE")
+        direct_script = post_script(Path(tmp), "test-key", json.dumps(BODY))
+        gateway_url = f"{server.base_url}/v1/images/generations"
+        direct_url = f"http://127.0.0.1:{fake_port}/v1/images/generations"
+        run_wrk(gateway_url, gateway_script, 4, 2)  # warm-up
+        run_wrk(direct_url, direct_script, 4, 2)
+        print("| path | concurrency | req/s | p50 ms | p99 ms | non-2xx |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for concurrency in args.concurrency:
+            for label, url, script in (
+                ("direct to fake", direct_url, direct_script),
+                ("through imagegate", gateway_url, gateway_script),
+            ):
+                r = run_wrk(url, script, concurrency, args.duration)
+                print(
+                    f"| {label} | {concurrency} | {r['rps']:.0f} | {r['p50_ms']:.2f} "
+                    f"| {r['p99_ms']:.2f} | {r['errors']:.0f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -53,8 +53,10 @@ def chromium_path() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_path: str) -> Iterator[Any]:
+    """Module-scoped, not session-scoped: Playwright's sync API keeps its event loop marked as
+    running in this thread until it stops, which breaks every asyncio test run after it."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
