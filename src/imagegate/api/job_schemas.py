@@ -15,7 +15,15 @@ WebhookEvent = Literal["start", "completed"]
 
 
 def _small_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
-    if value is not None and len(orjson.dumps(value)) > MAX_METADATA_BYTES:
+    if value is None:
+        return None
+    try:
+        encoded = orjson.dumps(value)
+    except orjson.JSONEncodeError:  # a lone surrogate, or an integer beyond 64 bits
+        raise ValueError(
+            "metadata must be JSON with valid Unicode text and integers within 64 bits"
+        ) from None
+    if len(encoded) > MAX_METADATA_BYTES:
         raise ValueError(f"metadata must be at most {MAX_METADATA_BYTES} bytes of JSON")
     return value
 

@@ -203,6 +203,7 @@ async def test_a_batch_of_prompts_runs_every_job_and_reports_progress(
         ({**BODY, "priority": 11}, 400, "invalid_value"),
         ({**BODY, "webhook_events": ["done"]}, 400, "invalid_value"),
         ({**BODY, "metadata": {"x": "y" * 5000}}, 400, "invalid_value"),
+        ({**BODY, "metadata": {"n": -(2**100)}}, 400, "invalid_value"),  # was a 500 (orjson)
     ],
 )
 async def test_bad_jobs_are_refused_at_submission(
