@@ -286,11 +286,17 @@ async def test_commands_cache_hits_usage_and_the_gallery_of_the_mapped_user(
 
         principal = await bot.principal_for(ANN)
         gallery_key = await services.keys.create("gallery", user=principal.user_name)
-        transport = httpx.ASGITransport(app=create_app(services))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            listed = await http.get(
-                "/v1/images", headers={"Authorization": f"Bearer {gallery_key.secret}"}
-            )
+        auth = {"Authorization": f"Bearer {gallery_key.secret}"}
+        stranger = await key_of(services, "someone-else")
+        async with http_client(services) as http:
+            listed = await http.get("/v1/images", headers=auth)
+            api_usage = await http.get("/v1/usage", headers=auth)
+            not_theirs = await http.get("/v1/images", headers=stranger)
+            signed_in = await http.post("/signin", data={"api_key": gallery_key.secret})
+            gallery = await http.get("/")
+            usage_page = await http.get("/usage")
+            first_id = listed.json()["data"][0]["id"]
+            detail_page = await http.get(f"/images/{first_id}")
 
     said = chat.conversation(ANN)
     assert said[:5] == [
@@ -327,6 +333,24 @@ async def test_commands_cache_hits_usage_and_the_gallery_of_the_mapped_user(
     prompts = [image["prompt"] for image in listed.json()["data"]]
     assert prompts
     assert set(prompts) == {"a cat"}
+    assert not_theirs.json()["data"] == []
+    # the web UI of the mapped user: the gallery links every image, the usage page counts both
+    assert signed_in.status_code == 303
+    for image in listed.json()["data"]:
+        assert f'href="/images/{image["id"]}"' in gallery.text
+    assert "a cat" in detail_page.text
+    assert "<dt>Images</dt><dd>2</dd>" in usage_page.text
+    assert "<dt>Cache hit rate</dt><dd>50%</dd>" in usage_page.text
+    assert "<td>builtin</td>" in usage_page.text
+    report = api_usage.json()
+    assert report["user"] == f"telegram:{ANN}"
+    assert {k: report["totals"][k] for k in ("requests", "images", "generated", "cache_hit")} == {
+        "requests": 2,
+        "images": 2,
+        "generated": 1,
+        "cache_hit": 1,
+    }
+    assert [(b["applies_to"], b["images_limit"]) for b in report["budget"]] == [("user", 50)]
 
 
 async def test_the_allowlist_keeps_strangers_out(
@@ -410,7 +434,7 @@ async def test_enhance_on_shows_the_enhancing_stage_and_the_rewrite_and_off_stop
     llm: tuple[FakeState, PromptGate, str],
 ) -> None:
     chat, telegram_url = telegram
-    _, images_gate, openai_url = upstream
+    provider, images_gate, openai_url = upstream
     rewriter, llm_gate, chat_url = llm
     settings = make_settings(tmp_path, telegram_url, openai_url, enhancer_at(chat_url))
     fox, whale = "a red fox", "a blue whale"
@@ -475,6 +499,7 @@ async def test_enhance_on_shows_the_enhancing_stage_and_the_rewrite_and_off_stop
         replies.DONE,
     ]
     assert [chat_prompt(json.loads(call.body)) for call in rewriter.calls] == [fox]
+    assert [json.loads(call.body)["prompt"] for call in provider.calls] == [enhanced(fox), whale]
     assert (
         chat.calls_of("sendMessage")[-1]
         .params["text"]
@@ -644,3 +669,31 @@ async def test_a_webhook_without_a_configured_secret_gets_a_random_one(
     assert len(registered.params["secret_token"]) >= 32
     assert unsigned.status_code == 403
     assert chat.conversation(ANN) == []
+
+
+async def test_a_new_users_quota_stops_them_until_an_admin_raises_it(
+    tmp_path: Path,
+    telegram: tuple[TelegramState, str],
+    upstream: tuple[FakeState, PromptGate, str],
+) -> None:
+    chat, telegram_url = telegram
+    settings = make_settings(tmp_path, telegram_url, upstream[2], images_per_day=1)
+    async with running_bot(settings) as (services, _), embedded_workers(services):
+        chat.feed_text(ANN, "/image a cat")
+        await chat.until(lambda: chat.status_history(ANN, "1")[-1:] == [replies.DONE])
+        chat.feed_text(ANN, "/image a dog")
+        await chat.until(lambda: "limit" in "".join(chat.status_history(ANN, "3")[-1:]))
+        admin = await key_of(services, "root", Role.ADMIN)
+        async with http_client(services) as http:
+            raised = await http.put(
+                f"/v1/users/telegram:{ANN}/limits", json={"images_per_day": 5}, headers=admin
+            )
+        chat.feed_text(ANN, "/image a dog")
+        await chat.until(lambda: chat.status_history(ANN, "4")[-1:] == [replies.DONE])
+    assert chat.status_history(ANN, "3")[-1].startswith("💸 You have reached your limit.")
+    assert "day" in chat.status_history(ANN, "3")[-1]
+    assert raised.status_code == 200
+    assert [entry for entry in chat.conversation(ANN) if entry[0] == "photo"] == [
+        ("photo", "a cat\n\nbuiltin · new image"),
+        ("photo", "a dog\n\nbuiltin · new image"),
+    ]
