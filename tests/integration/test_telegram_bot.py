@@ -9,6 +9,7 @@ import asyncio
 import io
 import json
 import re
+import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -24,7 +25,7 @@ from tests.fakes.chat import build_chat_fake, enhanced
 from tests.fakes.openai import build_openai_fake
 from tests.fakes.server import FakeServer, FakeState, Fault
 from tests.fakes.telegram import TelegramState, build_telegram_fake
-from tests.support.processes import free_port
+from tests.support.processes import IMAGEGATE, environment, free_port
 
 from imagegate.api.app import create_app
 from imagegate.bots import replies
@@ -697,3 +698,59 @@ async def test_a_new_users_quota_stops_them_until_an_admin_raises_it(
         ("photo", "a cat\n\nbuiltin · new image"),
         ("photo", "a dog\n\nbuiltin · new image"),
     ]
+
+
+async def test_without_an_enhancer_there_is_nothing_to_toggle(
+    settings: Settings, telegram: tuple[TelegramState, str]
+) -> None:
+    chat, _ = telegram
+    async with running_bot(settings) as (services, _):
+        chat.feed_text(ANN, "/help")
+        chat.feed_text(ANN, "/enhance on")
+        await chat.until(lambda: len(chat.calls_of("sendMessage")) == 2)
+        user = await services.keys.find_user(f"telegram:{ANN}")
+    assert chat.conversation(ANN) == [
+        ("message", "1", replies.help_text("builtin")),
+        ("message", "2", replies.NO_ENHANCER),
+    ]
+    assert "/enhance" not in replies.help_text("builtin")
+    assert user is None  # nothing was kept
+
+
+async def test_the_readme_steps_run_the_bot_as_its_own_process(
+    tmp_path: Path, telegram: tuple[TelegramState, str]
+) -> None:
+    """Steps 2 and 3 of the README: the token (and an allowlist) in the environment, then
+    ``imagegate bot telegram``, which answers until SIGTERM."""
+    chat, telegram_url = telegram
+    env = environment(
+        tmp_path / "data",
+        IMAGEGATE_TELEGRAM__TOKEN=TOKEN,
+        IMAGEGATE_TELEGRAM__ALLOWLIST=f"[{ANN}]",
+        IMAGEGATE_TELEGRAM__BASE_URL=telegram_url,
+        IMAGEGATE_TELEGRAM__POLL_TIMEOUT_SECONDS="1",
+        IMAGEGATE_JOBS__POLL_SECONDS="0.05",
+    )
+    bot = await asyncio.create_subprocess_exec(
+        *IMAGEGATE,
+        "bot",
+        "telegram",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        chat.feed_text(BOB, "/image a cat")
+        chat.feed_text(ANN, "/image a cat")
+        await chat.until(lambda: len(chat.calls_of("sendPhoto")) == 1, seconds=60)
+        await chat.until(lambda: chat.status_history(ANN, "1")[-1:] == [replies.DONE])
+    finally:
+        bot.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(60):
+            said, complained = await bot.communicate()
+    out, err = said.decode(), complained.decode()
+    assert bot.returncode == 0, err
+    assert "telegram bot: running" in err
+    assert TOKEN not in out + err
+    assert chat.conversation(BOB) == [("message", "1", replies.not_allowed(BOB))]
+    assert photos_in(chat, ANN) == [("photo", "a cat\n\nbuiltin · new image")]
