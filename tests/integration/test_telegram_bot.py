@@ -754,3 +754,31 @@ async def test_the_readme_steps_run_the_bot_as_its_own_process(
     assert TOKEN not in out + err
     assert chat.conversation(BOB) == [("message", "1", replies.not_allowed(BOB))]
     assert photos_in(chat, ANN) == [("photo", "a cat\n\nbuiltin · new image")]
+
+
+async def test_a_provider_rate_limit_past_the_jobs_patience_says_how_long_to_wait(
+    tmp_path: Path,
+    telegram: tuple[TelegramState, str],
+    upstream: tuple[FakeState, PromptGate, str],
+) -> None:
+    chat, telegram_url = telegram
+    provider, gate, openai_url = upstream
+    settings = make_settings(tmp_path, telegram_url, openai_url)
+    settings.jobs.max_rate_limit_wait_seconds = 30
+    provider.faults.next(Fault.error(429, retry_after=120))
+    async with running_bot(settings) as (services, _), embedded_workers(services):
+        chat.feed_text(ANN, "/image=gpt-image-1=a kite")
+        await chat.until(lambda: chat.status_history(ANN, "1")[-1:] == [generating("gpt-image-1")])
+        gate.release("a kite")
+        await chat.until(lambda: len(chat.status_history(ANN, "1")) == 3)
+        user = await key_of(services, f"telegram:{ANN}")
+        async with http_client(services) as http:
+            (job,) = (await http.get("/v1/jobs", headers=user)).json()["data"]
+    assert chat.status_history(ANN, "1") == [
+        queued(1, "gpt-image-1"),
+        generating("gpt-image-1"),
+        "⏱ gpt-image-1 is busy. Please wait 120 seconds and try again.",
+    ]
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "upstream_rate_limited"
+    assert job["error"]["message"].endswith("Try again in 120s.")

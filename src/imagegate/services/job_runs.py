@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
@@ -176,7 +177,7 @@ class JobRuns:
             run_after = now + timedelta(seconds=max(backoff, wait or 0))
             await self._queue.retry_later(job.id, owner, run_after, count_attempt=True)
             return
-        error = JobError(exc.code, exc.message, exc.type, exc.param)
+        error = JobError(exc.code, _with_retry_hint(exc), exc.type, exc.param)
         await self._queue.fail(job.id, owner, error, now)
 
     async def canceled(self, job: Job, owner: str) -> None:
@@ -207,3 +208,11 @@ class JobRuns:
 
     def _lease_until(self) -> datetime:
         return datetime.now(UTC) + timedelta(seconds=self.lease_seconds)
+
+
+def _with_retry_hint(exc: ImagegateError) -> str:
+    """The message a failed job keeps: a job error has no ``Retry-After``, so a wait the
+    failure knows of (a provider's 429 beyond the job's patience) is said in words."""
+    if exc.retry_after is None or "try again in" in exc.message.lower():
+        return exc.message
+    return f"{exc.message.rstrip('.')}. Try again in {math.ceil(exc.retry_after)}s."
