@@ -689,11 +689,16 @@ async def test_a_new_users_quota_stops_them_until_an_admin_raises_it(
             raised = await http.put(
                 f"/v1/users/telegram:{ANN}/limits", json={"images_per_day": 5}, headers=admin
             )
+            secret = admin["Authorization"].removeprefix("Bearer ")
+            await http.post("/signin", data={"api_key": secret})
+            admin_page = await http.get(f"/admin/users/telegram:{ANN}")
         chat.feed_text(ANN, "/image a dog")
         await chat.until(lambda: chat.status_history(ANN, "4")[-1:] == [replies.DONE])
     assert chat.status_history(ANN, "3")[-1].startswith("💸 You have reached your limit.")
     assert "day" in chat.status_history(ANN, "3")[-1]
     assert raised.status_code == 200
+    assert admin_page.status_code == 200  # the README's other way to raise them
+    assert f"telegram:{ANN}" in admin_page.text
     assert [entry for entry in chat.conversation(ANN) if entry[0] == "photo"] == [
         ("photo", "a cat\n\nbuiltin · new image"),
         ("photo", "a dog\n\nbuiltin · new image"),
