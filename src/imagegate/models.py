@@ -376,6 +376,9 @@ class UserRecord:
     created_at: datetime
     limits: Limits = NO_LIMITS
     active_keys: int = 0
+    enhance_prompt: bool | None = None
+    """The user's own prompt-enhancement choice (a bot's toggle); None = each model's
+    default."""
 
 
 @dataclass(frozen=True, slots=True)

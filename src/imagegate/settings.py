@@ -384,13 +384,17 @@ class TelegramSettings(BaseModel):
         default=30, ge=0, le=50, description="Long-polling timeout of one getUpdates call."
     )
     webhook_url: str | None = Field(
-        default=None, description="Webhook mode: the public HTTPS URL Telegram posts updates to."
+        default=None,
+        description="Webhook mode: the public HTTPS URL Telegram posts updates to; the bot "
+        "listens on the same path (e.g. https://bot.example.com/telegram -> /telegram).",
     )
     webhook_listen: str = Field(default="127.0.0.1", description="Webhook mode: bind address.")
     webhook_port: int = Field(default=8443, ge=1, le=65535, description="Webhook mode: port.")
     webhook_secret: SecretStr | None = Field(
         default=None,
-        description="Webhook mode: the secret Telegram sends in X-Telegram-Bot-Api-Secret-Token.",
+        description="Webhook mode: the secret Telegram sends in X-Telegram-Bot-Api-Secret-Token "
+        "(1-256 of A-Z a-z 0-9 _ -); updates without it are refused. Unset: a random one is "
+        "made at each start and handed to Telegram.",
     )
     requests_per_minute: int | None = Field(
         default=None,

@@ -74,6 +74,11 @@ class KeyRepository(Protocol):
         """Replace a user's limits; False if there is no such user."""
         ...
 
+    async def set_user_enhance_prompt(self, user_name: str, enhance: bool | None) -> bool:
+        """Set a user's prompt-enhancement choice (None: each model's default); False if
+        there is no such user."""
+        ...
+
     async def set_key_expiry(self, prefix: str, expires_at: datetime | None) -> list[ApiKey]:
         """Set (None: clear) the expiry of the active keys with ``prefix``; return them."""
         ...

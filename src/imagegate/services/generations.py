@@ -136,6 +136,11 @@ class GenerationService:
         """Whether requests may ask for prompt enhancement (front ends show the toggle)."""
         return self._enhancer.configured
 
+    def enhanced_by_default(self) -> list[str]:
+        """The models whose requests are enhanced unless they say no (none without an
+        enhancer)."""
+        return sorted(s.name for s in self.available_models() if self._enhancer.wanted(s, None))
+
     def available_models(self) -> list[ModelSpec]:
         """Models a configured provider serves; others are never called."""
         return self._router.models()
@@ -346,6 +351,8 @@ class GenerationService:
                 told = watch.on_enhancing if watch is not None else None
                 enhancement = await self._enhancer.apply(spec, normalized, told)
                 draft = enhancement.recorded_on(draft)
+                if watch is not None and watch.on_generating is not None:
+                    watch.on_generating()
                 if enhancement.fell_back:
                     entry = None  # the next identical request tries the enhancer again
                 sent = enhancement.request

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import Counter
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -89,7 +90,10 @@ class JobRuns:
 
     async def execute(self, job: Job, owner: str) -> None:
         """Run ``job`` to its end (or back to the queue); never raises but for cancellation."""
-        started = waited = False
+        started = False
+        # The claim wrote the first stage; set_stage writes only a change.
+        first = "enhancing" if job.request.enhance_prompt else "generating"
+        set_stage = self._stage_writer(job.id, owner, first)
 
         def on_start() -> None:
             nonlocal started
@@ -97,20 +101,18 @@ class JobRuns:
                 started = True
                 self._not_started[job.model] -= 1
 
-        def on_position(_: int) -> None:
-            # Claims take only what has room, so this is rare (the key's own slots are full):
-            # only then is the stage worth a write, and again when it starts.
-            nonlocal waited
-            if not waited:
-                waited = True
-                self._in_background(self._queue.set_stage(job.id, owner, "waiting"))
-
-        def on_generating() -> None:
+        def leave_line() -> None:
             on_start()
-            if waited:
-                self._in_background(self._queue.set_stage(job.id, owner, "generating"))
+            set_stage(first)  # a write only if it had to wait
 
-        watch = QueueWatch(on_position=on_position, on_start=on_generating)
+        # Claims take only what has room, so waiting is rare (the key's own slots are full):
+        # only then is the stage worth a write, and again when it starts.
+        watch = QueueWatch(
+            on_position=lambda _: set_stage("waiting"),
+            on_start=leave_line,
+            on_enhancing=lambda: set_stage("enhancing"),
+            on_generating=lambda: set_stage("generating"),
+        )
         try:
             if job.key_id is None:
                 raise AuthenticationFailed("A job must be submitted with an API key.")
@@ -134,11 +136,34 @@ class JobRuns:
             on_start()
             self._changes.notify()
 
-    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+    def _stage_writer(self, job_id: str, owner: str, claimed: str) -> Callable[[str], None]:
+        """Writes of one job's stage (``claimed`` as the claim wrote it), each only when it
+        changes, in the background but in order: a later stage never lands before an earlier
+        one."""
+        last: asyncio.Task[None] | None = None
+        current = claimed
+
+        def set_stage(stage: str) -> None:
+            nonlocal last, current
+            if stage == current:
+                return
+            current, before = stage, last
+
+            async def write() -> None:
+                if before is not None:
+                    await asyncio.wait([before])  # its outcome is its own
+                await self._queue.set_stage(job_id, owner, stage)
+
+            last = self._in_background(write())
+
+        return set_stage
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         task.add_done_callback(lambda _: self._changes.notify())
+        return task
 
     async def _after_failure(self, job: Job, owner: str, exc: ImagegateError) -> None:
         now = datetime.now(UTC)
@@ -152,7 +177,7 @@ class JobRuns:
             run_after = now + timedelta(seconds=max(backoff, wait or 0))
             await self._queue.retry_later(job.id, owner, run_after, count_attempt=True)
             return
-        error = JobError(exc.code, exc.message, exc.type, exc.param)
+        error = JobError(exc.code, _with_retry_hint(exc), exc.type, exc.param)
         await self._queue.fail(job.id, owner, error, now)
 
     async def canceled(self, job: Job, owner: str) -> None:
@@ -183,3 +208,11 @@ class JobRuns:
 
     def _lease_until(self) -> datetime:
         return datetime.now(UTC) + timedelta(seconds=self.lease_seconds)
+
+
+def _with_retry_hint(exc: ImagegateError) -> str:
+    """The message a failed job keeps: a job error has no ``Retry-After``, so a wait the
+    failure knows of (a provider's 429 beyond the job's patience) is said in words."""
+    if exc.retry_after is None or "try again in" in exc.message.lower():
+        return exc.message
+    return f"{exc.message.rstrip('.')}. Try again in {math.ceil(exc.retry_after)}s."
