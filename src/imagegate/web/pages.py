@@ -35,7 +35,8 @@ def _sessions(request: Request) -> Sessions:
     sessions: Sessions | None = getattr(request.app.state, "web_sessions", None)
     if sessions is None:
         settings = _services(request).settings
-        sessions = Sessions(session_secret(settings.data_dir), settings.web.session_seconds)
+        secret = session_secret(settings.data_dir, settings.web.session_secret)
+        sessions = Sessions(secret, settings.web.session_seconds)
         request.app.state.web_sessions = sessions
     return sessions
 

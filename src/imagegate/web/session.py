@@ -7,13 +7,18 @@ import secrets
 from pathlib import Path
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from pydantic import SecretStr
 
 COOKIE = "imagegate_session"
 MAX_AGE = 7 * 24 * 3600
 
 
-def session_secret(data_dir: Path) -> str:
-    """The secret in ``<data_dir>/web-session-secret``, made on first use and kept."""
+def session_secret(data_dir: Path, configured: SecretStr | None = None) -> str:
+    """``IMAGEGATE_WEB__SESSION_SECRET`` if set (what several gateways behind one load
+    balancer share), else the secret in ``<data_dir>/web-session-secret``, made on first use and
+    kept."""
+    if configured is not None:
+        return configured.get_secret_value()
     path = data_dir / "web-session-secret"
     if path.exists():
         return path.read_text().strip()

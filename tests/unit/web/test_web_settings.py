@@ -11,7 +11,8 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from imagegate.api.app import create_app
 from imagegate.container import build_services
-from imagegate.settings import Settings, WebSettings
+from imagegate.errors import ConfigurationError
+from imagegate.settings import Settings, WebSettings, load_settings
 from imagegate.web.session import COOKIE, Sessions, session_secret
 
 
@@ -63,3 +64,52 @@ def test_oidc_settings_come_from_the_environment_with_a_secret_kept_secret(
     assert web.oidc.client_secret is not None
     assert web.oidc.client_secret.get_secret_value() == "very-secret"
     assert "very-secret" not in repr(web)
+
+
+SHARED = "a-session-secret-every-gateway-shares-0123456789"
+_SIGNED_IN = 'action="/signout"'  # the sign-out button: only on pages of a signed-in visitor
+
+
+async def _signed_in_elsewhere(tmp_path: Path, secrets: tuple[str | None, str | None]) -> bool:
+    """Sign in on gateway A and show its cookie to gateway B (same database, data dirs of
+    their own, as on two machines): whether B's gallery shows the visitor signed in."""
+    database = f"sqlite+aiosqlite:///{tmp_path}/shared.db"
+    a, b = (
+        Settings(data_dir=tmp_path / name, database={"url": database},  # type: ignore[arg-type]
+                 web=WebSettings(session_secret=secret))  # type: ignore[arg-type]
+        for name, secret in zip(("a", "b"), secrets, strict=True)
+    )  # fmt: skip
+    async with build_services(a) as on_a, build_services(b) as on_b:
+        issued = (await on_a.keys.create("web", user="user-a")).secret
+        apps = [httpx.ASGITransport(app=create_app(s)) for s in (on_a, on_b)]
+        async with (
+            httpx.AsyncClient(transport=apps[0], base_url="http://testserver") as gateway_a,
+            httpx.AsyncClient(transport=apps[1], base_url="http://testserver") as gateway_b,
+        ):
+            signed_in = await gateway_a.post("/signin", data={"api_key": issued})
+            gateway_b.cookies.set(COOKIE, signed_in.cookies[COOKIE])
+            assert _SIGNED_IN in (await gateway_a.get("/")).text
+            page = await gateway_b.get("/")
+            assert page.status_code == 200
+            return _SIGNED_IN in page.text
+
+
+async def test_gateways_sharing_a_session_secret_accept_each_others_sign_ins(
+    tmp_path: Path,
+) -> None:
+    assert await _signed_in_elsewhere(tmp_path, (SHARED, SHARED))
+    assert not (tmp_path / "a" / "web-session-secret").exists()  # nothing made on disk
+
+
+async def test_gateways_with_secrets_of_their_own_refuse_each_others_sign_ins(
+    tmp_path: Path,
+) -> None:
+    assert not await _signed_in_elsewhere(tmp_path, (None, None))  # each made its own
+
+
+def test_a_short_session_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMAGEGATE_WEB__SESSION_SECRET", "too-short")
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    assert "IMAGEGATE_WEB__SESSION_SECRET" in caught.value.message
+    assert "too-short" not in caught.value.message  # a secret is never echoed
