@@ -251,7 +251,7 @@ async def test_identical_concurrent_requests_on_both_gateways_make_one_upstream_
 ) -> None:
     cluster = cluster_for_test
     marker = _marker()
-    cluster.upstream.faults.next(Fault.latency(3))  # the one call is slow: the rest overlap it
+    cluster.upstream.faults.next(Fault.latency(4))  # the one call is slow: the rest overlap it
     body = {**GPT, "prompt": f"one fox for everyone {marker}"}
     responses = await _spread(cluster, [body] * 12)
     assert [r.status_code for r in responses] == [200] * 12, [r.text for r in responses][:2]
