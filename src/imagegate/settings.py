@@ -487,21 +487,12 @@ class WebSettings(BaseModel):
     )
     session_secret: SecretStr | None = Field(
         default=None,
-        description="Signs the Web UI's session cookies and OIDC sign-in state; at least 32 "
-        "characters. Every gateway behind one load balancer needs the same one. Default: a "
-        "random one made on first start and kept in `<data_dir>/web-session-secret`.",
+        min_length=32,
+        description="The key that signs Web UI session cookies; the same on every gateway "
+        "behind one load balancer. Unset: a random one kept in `<data_dir>/web-session-secret` "
+        "(enough for one gateway). Never logged.",
     )
     oidc: OidcSettings = OidcSettings()
-
-    @field_validator("session_secret")
-    @classmethod
-    def _session_secret_is_long(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < 32:
-            raise ValueError(
-                "must be at least 32 characters, e.g. from "
-                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-            )
-        return value
 
 
 class RequestSettings(BaseModel):

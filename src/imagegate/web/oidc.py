@@ -281,7 +281,7 @@ async def callback(request: Request) -> Response:
     response.delete_cookie(FLOW_COOKIE, path="/signin/oidc")
     response.set_cookie(
         COOKIE,
-        sessions.issue(key_id=key.id),
+        sessions.issue(key.id),
         max_age=sessions.max_age,
         httponly=True,
         samesite="lax",
