@@ -619,6 +619,13 @@ class Settings(BaseSettings):
         description="Bearer token that may scrape GET /metrics besides admin keys; default: "
         "admin keys only.",
     )
+    metrics_bind: str | None = Field(
+        default=None,
+        description="HOST:PORT (e.g. `127.0.0.1:9100`, `[::]:9100`) where `imagegate serve` "
+        "and `imagegate worker` also serve GET /metrics without authentication, on a listener "
+        "of its own (keep it off the public network); /metrics on the main port stays "
+        "admin-only. Default: no separate listener.",
+    )
     database: DatabaseSettings = DatabaseSettings()
     storage: StorageSettings = StorageSettings()
     server: ServerSettings = ServerSettings()
@@ -639,6 +646,18 @@ class Settings(BaseSettings):
         default_factory=dict, description="Catalogue entries added or replaced by name."
     )
     routes: dict[str, RouteSettings] = Field(default_factory=dict)
+
+    @field_validator("metrics_bind")
+    @classmethod
+    def _metrics_bind_is_host_and_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_bind(value)
+        return value
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """``metrics_bind`` as (host, port), or None when there is no separate listener."""
+        return None if self.metrics_bind is None else split_bind(self.metrics_bind)
 
     @field_validator("routes", mode="before")
     @classmethod
@@ -673,6 +692,15 @@ class Settings(BaseSettings):
         if self.public_url:
             return self.public_url.rstrip("/")
         return f"http://{self.server.host}:{self.server.port}"
+
+
+def split_bind(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (IPv6 hosts in brackets: ``[::1]:9100``) as (host, port)."""
+    host, sep, port = value.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT, e.g. 127.0.0.1:9100, got {value!r}")
+    return host, int(port)
 
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
