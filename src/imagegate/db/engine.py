@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from imagegate.db.outage import OutageAwarePool, database_unavailable, watch_for_outages
 from imagegate.errors import Unavailable
 from imagegate.settings import DatabaseSettings
 
@@ -45,9 +46,22 @@ def create_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
         engine = create_async_engine(url, echo=settings.echo)
         event.listen(engine.sync_engine, "connect", _tune_sqlite)
         return engine
-    return create_async_engine(
-        url, echo=settings.echo, pool_size=settings.pool_size, pool_pre_ping=True
+    connect_args: dict[str, Any] = {}
+    if parsed.get_driver_name() == "asyncpg":
+        connect_args = {
+            "timeout": settings.connect_timeout_seconds,
+            "command_timeout": settings.command_timeout_seconds,
+        }
+    engine = create_async_engine(
+        url,
+        echo=settings.echo,
+        pool_size=settings.pool_size,
+        pool_pre_ping=True,
+        poolclass=OutageAwarePool,
+        connect_args=connect_args,
     )
+    watch_for_outages(engine)
+    return engine
 
 
 T = TypeVar("T")
@@ -168,15 +182,19 @@ def insert_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -
 
 
 class SqlDatabase:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, timeout_seconds: float = 5.0) -> None:
         self._engine = engine
+        self._timeout = timeout_seconds
+        """A readiness probe answers within this, even when the server stopped answering."""
 
     async def ping(self) -> None:
         try:
-            async with self._engine.connect() as conn:
+            async with asyncio.timeout(self._timeout), self._engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
-        except (SQLAlchemyError, OSError) as exc:
-            raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
+        except Unavailable:
+            raise
+        except (SQLAlchemyError, OSError) as exc:  # TimeoutError is an OSError
+            raise database_unavailable(exc) from exc
 
 
 def _alembic_config(connection: Connection) -> Config:

@@ -83,4 +83,4 @@ async def test_readiness_is_503_when_the_database_is_unreachable(settings: Setti
     body = response.json()
     assert body["status"] == "unavailable"
     assert body["checks"]["storage"] == "ok"
-    assert "database unavailable" in body["checks"]["database"]
+    assert "database is unavailable" in body["checks"]["database"]
