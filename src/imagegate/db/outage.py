@@ -36,9 +36,11 @@ of class 08, connection_exception)."""
 
 
 def database_unavailable(cause: BaseException) -> DatabaseUnavailable:
-    # The cause's class only: driver messages may name hosts, users or databases.
+    # The cause's class only: driver messages may name hosts, users or databases. SQLAlchemy's
+    # asyncpg adapter wraps the driver's own error (``Error``): name the driver's.
+    driver = cause.__cause__ if isinstance(cause.__cause__, Exception) else cause
     return DatabaseUnavailable(
-        f"The database is unavailable right now ({type(cause).__name__}); retry shortly.",
+        f"The database is unavailable right now ({type(driver).__name__}); retry shortly.",
         retry_after=RETRY_AFTER_SECONDS,
     )
 
@@ -51,7 +53,9 @@ def _lost_connection(error: BaseException) -> bool:
 
 
 def _on_statement_error(context: ExceptionContext) -> BaseException | None:
-    if context.is_pre_ping:
+    if context.is_pre_ping or not isinstance(context.original_exception, Exception):
+        # A pre-ping reconnects by itself; SQLAlchemy counts a cancellation (CancelledError)
+        # as a disconnect too, but it must stay a cancellation.
         return None
     if context.is_disconnect or _lost_connection(context.original_exception):
         return database_unavailable(context.original_exception)
