@@ -254,7 +254,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
     )
     try:
         if settings.database.auto_migrate:
-            await upgrade_to_head(engine)
+            await upgrade_to_head(engine, settings.database.connect_timeout_seconds)
         yield Services(
             settings=settings,
             keys=keys,

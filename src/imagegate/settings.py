@@ -42,7 +42,7 @@ class DatabaseSettings(BaseModel):
         default=60.0,
         gt=0,
         description="Longest wait for one PostgreSQL statement's answer (a database that "
-        "stopped answering mid-request); none: no limit.",
+        "stopped answering mid-request); none: no limit. Migrations are not limited.",
     )
     echo: bool = Field(default=False, description="Log every SQL statement (debugging only).")
 
