@@ -444,6 +444,21 @@ class BudgetCounter:
     images_limit: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class BudgetSettlement:
+    """A reservation replaced by what was really spent and made (0 and 0: released).
+
+    Written in the same transaction as the generation it pays for, so that a crash can never
+    leave a recorded generation unpaid (or a payment without its generation)."""
+
+    reservation_id: str
+    counters: tuple[BudgetCounter, ...]
+    reserved_micro_usd: int
+    reserved_images: int
+    spent_micro_usd: int
+    made_images: int
+
+
 class JobStatus(enum.StrEnum):
     """A job's whole state machine: queued -> running -> succeeded | failed | canceled.
 

@@ -32,6 +32,18 @@ class DatabaseSettings(BaseModel):
         default=True, description="Apply pending migrations when the service starts."
     )
     pool_size: int = Field(default=10, ge=1, description="Connections kept open (PostgreSQL).")
+    connect_timeout_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        description="Longest wait for a new PostgreSQL connection: past it (or when it is "
+        "refused) the request fails with 503 `database_unavailable` instead of hanging.",
+    )
+    command_timeout_seconds: float | None = Field(
+        default=60.0,
+        gt=0,
+        description="Longest wait for one PostgreSQL statement's answer (a database that "
+        "stopped answering mid-request); none: no limit. Migrations are not limited.",
+    )
     echo: bool = Field(default=False, description="Log every SQL statement (debugging only).")
 
 

@@ -88,6 +88,10 @@ class ServerProcess:
             time.sleep(0.1)
         raise RuntimeError(f"server did not become ready:\n{self.log.read_text()}")
 
+    def alive(self) -> bool:
+        """Started and not exited (not crashed, not restarted)."""
+        return self._process is not None and self._process.poll() is None
+
     @property
     def pid(self) -> int:
         assert self._process is not None, "not started"
@@ -172,6 +176,10 @@ class WorkerProcess:
         assert self._process is not None
         self._process.kill()
         self._process.wait()
+
+    def alive(self) -> bool:
+        """Started and not exited (not crashed, not restarted)."""
+        return self._process is not None and self._process.poll() is None
 
     def terminate(self, timeout: float = 30) -> int:
         """SIGTERM, and the exit code once it has shut down."""

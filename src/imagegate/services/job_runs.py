@@ -10,22 +10,37 @@ in one transaction. How each failure ends the job:
   (``JobSuperseded``: nothing recorded, nothing charged), the job ends ``canceled``;
 - a rate limit that clears within ``max_rate_limit_wait_seconds``: back to the queue until then,
   without spending an attempt;
-- a retryable failure (provider outage, timeout, database briefly down) while attempts are
-  left: back to the queue after ``retry_base_seconds * 4^(attempt-1)``;
+- the database unreachable (``DatabaseUnavailable``): back to the queue without spending an
+  attempt, for any worker to run again once the database is back;
+- a retryable failure (provider outage, timeout) while attempts are left: back to the queue
+  after ``retry_base_seconds * 4^(attempt-1)``;
 - anything else, or attempts used up: ``failed`` with the error in the OpenAI shape.
+
+An end that cannot be written because the database is down is tried again until it is back:
+the worker keeps the job (and renews its lease) meanwhile, so a job claimed before an outage
+ends exactly once after it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
-from imagegate.errors import AuthenticationFailed, ImagegateError, JobSuperseded, RateLimited
+from imagegate.errors import (
+    AuthenticationFailed,
+    DatabaseUnavailable,
+    ImagegateError,
+    JobSuperseded,
+    RateLimited,
+    Unavailable,
+)
 from imagegate.models import Job, JobError, JobLink
 from imagegate.queue.base import JobQueue, Recovery, Renewal
 from imagegate.services.caching import CacheMode
@@ -35,6 +50,10 @@ from imagegate.services.keys import KeyService
 from imagegate.services.lanes import ModelLanes, QueueWatch
 
 log = logging.getLogger(__name__)
+
+END_RETRY_FIRST_SECONDS = 0.2
+END_RETRY_MAX_SECONDS = 5.0
+"""How often a job's end is tried again while the database is down (doubling up to this)."""
 
 
 class JobRuns:
@@ -125,13 +144,19 @@ class JobRuns:
                 job=JobLink(job.id, owner),
             )
         except JobSuperseded:
-            await self._queue.mark_canceled(job.id, owner, datetime.now(UTC))
+            await self._end(job, partial(self._queue.mark_canceled, job.id, owner, _now()))
+        except DatabaseUnavailable as exc:
+            # Not the job's doing (like a rate limit): back to the queue without spending an
+            # attempt, as soon as the database can be told.
+            run_after = _now() + timedelta(seconds=exc.retry_after or 0)
+            requeue = partial(self._queue.retry_later, job.id, owner, run_after)
+            await self._end(job, partial(requeue, count_attempt=False))
         except ImagegateError as exc:
-            await self._after_failure(job, owner, exc)
+            await self._end(job, partial(self._after_failure, job, owner, exc))
         except Exception as exc:  # a bug: the job fails with it, the worker goes on
             log.exception("job %s failed unexpectedly", job.id)
             error = JobError("internal_error", f"Internal error ({type(exc).__name__}).")
-            await self._queue.fail(job.id, owner, error, datetime.now(UTC))
+            await self._end(job, partial(self._queue.fail, job.id, owner, error, _now()))
         finally:
             on_start()
             self._changes.notify()
@@ -158,8 +183,28 @@ class JobRuns:
 
         return set_stage
 
+    async def _end(self, job: Job, write: Callable[[], Awaitable[object]]) -> None:
+        """Write how ``job`` ended, waiting for the database if it is down: the job stays this
+        worker's (its lease renewed) until then, so it ends once, here, and is not lost. If
+        the outage outlasts the lease, another worker may run it again: the write then
+        finds the job no longer this worker's and changes nothing."""
+        pause = END_RETRY_FIRST_SECONDS
+        while True:
+            try:
+                await write()
+                return
+            except DatabaseUnavailable:
+                log.warning("job %s: database unavailable, will record its end when it is back",
+                            job.id)  # fmt: skip
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, END_RETRY_MAX_SECONDS)
+
     def _in_background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.create_task(work)
+        async def hint() -> None:
+            with contextlib.suppress(Unavailable):  # a stage is a hint: not worth a retry
+                await work
+
+        task = asyncio.create_task(hint())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         task.add_done_callback(lambda _: self._changes.notify())
@@ -216,3 +261,7 @@ def _with_retry_hint(exc: ImagegateError) -> str:
     if exc.retry_after is None or "try again in" in exc.message.lower():
         return exc.message
     return f"{exc.message.rstrip('.')}. Try again in {math.ceil(exc.retry_after)}s."
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
