@@ -147,19 +147,24 @@ class SqliteThread:
 
 @functools.lru_cache(maxsize=64)
 def _sqlite_insert(
-    table: sa.Table, columns: tuple[str, ...], dialect: Dialect
+    table: sa.Table, columns: tuple[str, ...], dialect: Dialect, replace: bool = False
 ) -> tuple[str, tuple[Callable[[Any], Any] | None, ...]]:
     """The INSERT statement for ``columns`` and each column's bind processor, made once."""
     placeholders = ", ".join("?" for _ in columns)
+    verb = "INSERT OR REPLACE" if replace else "INSERT"
     # Names come from our own tables (``table.c[name]`` refuses anything else), never from input.
-    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608
+    sql = f"{verb} INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})"
     return sql, tuple(
         table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns
     )
 
 
-def insert_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+def insert_rows(
+    conn: Connection, table: sa.Table, rows: list[dict[str, Any]], *, replace: bool = False
+) -> None:
     """Insert ``rows`` (all with the same keys) in one executemany.
+
+    ``replace`` (SQLite only): a row whose primary key is taken replaces the row there.
 
     On SQLite the statement goes straight to the driver, with SQLAlchemy's own type processors
     applied: for small rows SQLAlchemy's per-statement work costs more than SQLite's insert
@@ -169,10 +174,12 @@ def insert_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -
     if not rows:
         return
     if conn.dialect.name != "sqlite":
+        if replace:
+            raise ValueError("replace=True is for SQLite only")
         conn.execute(table.insert(), rows)
         return
     columns = tuple(rows[0])
-    sql, processors = _sqlite_insert(table, columns, conn.dialect)
+    sql, processors = _sqlite_insert(table, columns, conn.dialect, replace)
     params = [
         tuple(
             value if process is None else process(value)
