@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import sqlalchemy as sa
 from PIL import Image
 
+from imagegate.api.app import create_app
 from imagegate.container import Services, build_services
 from imagegate.db.engine import create_engine
 from imagegate.db.tables import cache_entries, images
@@ -282,16 +284,27 @@ async def test_cleanup_remakes_missing_thumbnails_from_their_images(
         assert (dry.missing_blobs.count, dry.missing_records) == (1, [record["lost image"].id])
         assert _stored(root) == before
 
-        done = await services.maintenance.cleanup(dry_run=False)
+        admin = (await services.keys.create("root", Role.ADMIN)).secret
+        transport = httpx.ASGITransport(app=create_app(services))
+        async with httpx.AsyncClient(transport=transport, base_url="http://img.test") as http:
+            response = await http.post(
+                "/v1/admin/cleanup",
+                json={"dry_run": False},
+                headers={"Authorization": f"Bearer {admin}"},
+            )
+        assert response.status_code == 200, response.text
+        done = response.json()
         repaired = {"lost thumbnail", "shared", "shared again"}
-        assert sorted(done.repaired_records) == sorted(record[n].id for n in repaired)
-        assert sorted(done.missing_records) == sorted(
+        assert sorted(done["repaired_records"]) == sorted(record[n].id for n in repaired)
+        assert sorted(done["missing_records"]) == sorted(
             record[n].id for n in ("lost image", "corrupt image")
         )
-        assert done.missing_blobs.count == 2
         written = [thumbnail("lost thumbnail"), thumbnail("shared")]
-        assert done.repaired_thumbnails.count == 3
-        assert done.repaired_thumbnails.bytes == sum(p.stat().st_size for p in written)
+        assert done["categories"]["repaired_thumbnails"] == {
+            "count": 3,
+            "bytes": sum(p.stat().st_size for p in written),
+        }
+        assert done["categories"]["missing_blobs"] == {"count": 2, "bytes": 0}
         for path in written:
             with Image.open(io.BytesIO(path.read_bytes())) as made:
                 assert (made.format, made.size) == ("WEBP", (300, 300))
