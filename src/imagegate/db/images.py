@@ -61,32 +61,51 @@ image of the user before it fills a page."""
 _FTS = sa.table("generations_fts", sa.column("rowid"), sa.column("generation_id"))
 
 
-def _sqlite_search(conn: Connection, q: str) -> sa.ColumnElement[bool]:
+def _fts_matching(q: str) -> sa.TextClause:
+    return sa.text("generations_fts MATCH :match").bindparams(match=_fts_match(search_words(q)))
+
+
+def _few_matches(conn: Connection, q: str) -> bool:
+    """Whether fewer than ``SQLITE_SEARCH_SMALL`` prompts match ``q`` (FTS5 counts rowids
+    from its doclists alone)."""
+    rowids = sa.select(_FTS.c.rowid).where(_fts_matching(q)).limit(SQLITE_SEARCH_SMALL)
+    count = sa.select(sa.func.count()).select_from(rowids.subquery())
+    return bool(conn.execute(count).scalar_one() < SQLITE_SEARCH_SMALL)
+
+
+def _sqlite_search(q: str, *, few: bool) -> sa.ColumnElement[bool]:
     """The search condition for SQLite, chosen by how many prompts match.
 
     Many matches: the page walks its index newest first and tests each row's
     ``search_rowid`` (its generation's row in ``generations_fts``, migration 0010) against
     the matches' rowids, which FTS5 lists from its doclists without reading a row; the walk
-    stops after a page. Few: their generation ids are read and their images looked up."""
-    matching = sa.text("generations_fts MATCH :match").bindparams(match=_fts_match(search_words(q)))
-    rowids = sa.select(_FTS.c.rowid).where(matching)
-    small = sa.select(sa.func.count()).select_from(rowids.limit(SQLITE_SEARCH_SMALL).subquery())
-    if conn.execute(small).scalar_one() < SQLITE_SEARCH_SMALL:
-        return images.c.generation_id.in_(sa.select(_FTS.c.generation_id).where(matching))
+    stops after a page. Few: their generation ids are read and their images looked up by
+    ``ix_images_generation_id`` (``_page`` takes the other indexes out of the planner's
+    reach, or it may walk every image of a user looking for a rare word)."""
+    if few:
+        return images.c.generation_id.in_(sa.select(_FTS.c.generation_id).where(_fts_matching(q)))
+    rowids = sa.select(_FTS.c.rowid).where(_fts_matching(q))
     return sa.literal_column("images.search_rowid").in_(rowids)
 
 
+def _unindexed(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """``column`` behind SQLite's no-op unary ``+``: the same values, but no index serves it
+    (the documented way to steer SQLite's planner away from an index)."""
+    assert isinstance(column, sa.Column)
+    return sa.literal_column(f"+{column.table.name}.{column.name}", column.type)
+
+
 def _filters(
-    conn: Connection, user_id: str | None, query: ImageQuery, order: tuple[Any, Any]
+    dialect: str, user_id: str | None, query: ImageQuery, order: tuple[Any, Any], *, few: bool
 ) -> list[sa.ColumnElement[bool]]:
-    """The page's conditions; ``order`` is the ``(created_at, id)`` pair the page walks."""
+    """The page's conditions; ``order`` is the ``(created_at, id)`` pair the page walks;
+    ``few``: a SQLite search with few matches (``_few_matches``)."""
     where: list[sa.ColumnElement[bool]] = []
+    owner = image_tags.c.user_id if query.tag is not None else images.c.user_id
     if query.tag is not None:
         where.append(image_tags.c.tag == query.tag)
-        if user_id is not None:
-            where.append(image_tags.c.user_id == user_id)
-    elif user_id is not None:
-        where.append(images.c.user_id == user_id)
+    if user_id is not None:
+        where.append((_unindexed(owner) if few else owner) == user_id)
     if query.model is not None:
         where.append(images.c.model == query.model)
     if query.provider is not None:
@@ -98,8 +117,8 @@ def _filters(
     if query.end is not None:
         where.append(order[0] < query.end)
     if query.q is not None:
-        if conn.dialect.name == "sqlite":
-            where.append(_sqlite_search(conn, query.q))
+        if dialect == "sqlite":
+            where.append(_sqlite_search(query.q, few=few))
         else:
             tsquery = sa.func.to_tsquery(
                 sa.literal_column("'simple'"), _tsquery(search_words(query.q))
@@ -234,13 +253,17 @@ def _page(
     With a tag the walk is over ``image_tags`` (which keeps each image's ``created_at``), so
     the tag's index gives the order; otherwise over one of the ``images`` indexes."""
     source: sa.FromClause
+    order: tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]
     if query.tag is not None:
         order = (image_tags.c.created_at, image_tags.c.image_id)
         source = image_tags.join(images, images.c.id == image_tags.c.image_id)
     else:
         order = (images.c.created_at, images.c.id)
         source = images
-    where = _filters(conn, user_id, query, order)
+    few = query.q is not None and conn.dialect.name == "sqlite" and _few_matches(conn, query.q)
+    if few:
+        order = (_unindexed(order[0]), _unindexed(order[1]))
+    where = _filters(conn.dialect.name, user_id, query, order, few=few)
     if before is not None:
         where.append(
             sa.tuple_(*order)
@@ -259,7 +282,7 @@ def _page(
         .limit(limit)
         .subquery("page")
     )
-    statement = (
+    statement: sa.Select[Any] = (
         sa.select(*page.c, generations.c.prompt)
         .join(generations, generations.c.id == page.c.generation_id)
         .order_by(page.c.created_at.desc(), page.c.id.desc())
