@@ -3,9 +3,9 @@
 Pages are newest first by ``(created_at, id)``, each filter an equality on a column of
 ``images`` that leads one of its composite indexes, so a page is an index walk that stops after
 ``limit`` rows however deep the cursor; a tag filter walks ``image_tags``, which keeps each
-image's ``created_at`` for that (migration 0010). Prompt search is one method over two engines:
+image's ``created_at`` for that (migration 0011). Prompt search is one method over two engines:
 SQLite's FTS5 table and PostgreSQL's ``tsvector`` (on ``generations``, migration 0007, copied
-to ``images`` with its own GIN index, 0010), with the same meaning on both: every word must
+to ``images`` with its own GIN index, 0011), with the same meaning on both: every word must
 appear in the prompt as a whole word (``word*``: a word starting so), case folded, no stemming.
 """
 
@@ -77,7 +77,7 @@ def _sqlite_search(q: str, *, few: bool) -> sa.ColumnElement[bool]:
     """The search condition for SQLite, chosen by how many prompts match.
 
     Many matches: the page walks its index newest first and tests each row's
-    ``search_rowid`` (its generation's row in ``generations_fts``, migration 0010) against
+    ``search_rowid`` (its generation's row in ``generations_fts``, migration 0011) against
     the matches' rowids, which FTS5 lists from its doclists without reading a row; the walk
     stops after a page. Few: their generation ids are read and their images looked up by
     ``ix_images_generation_id`` (``_page`` takes the other indexes out of the planner's

@@ -34,6 +34,8 @@ users = sa.Table(
             "images_per_day",
         )
     ),
+    # the user's own prompt-enhancement choice (0010); NULL = each model's default
+    sa.Column("enhance_prompt", sa.Boolean, nullable=True),
 )
 
 api_keys = sa.Table(
@@ -136,7 +138,7 @@ image_tags = sa.Table(
     sa.Column("image_id", ID, sa.ForeignKey("images.id"), primary_key=True),
     sa.Column("tag", sa.String(50), primary_key=True),
     sa.Column("user_id", ID, nullable=False),
-    # the image's created_at (0010), so a tag filter walks one of these indexes in the
+    # the image's created_at (0011), so a tag filter walks one of these indexes in the
     # library's keyset order and stops after a page, instead of probing every tagged image
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Index(
@@ -148,18 +150,18 @@ image_tags = sa.Table(
 PROMPT_SEARCH_OBJECTS = frozenset(
     {
         # PostgreSQL: generations.prompt_search (tsvector, generated) and its GIN index; the
-        # copy on images (0010, kept by triggers) and its GIN index
+        # copy on images (0011, kept by triggers) and its GIN index
         "prompt_search",
         "ix_generations_prompt_search",
         "ix_images_prompt_search",
         # SQLite: the FTS5 table over generations.prompt and its shadow tables; the FTS rowid
-        # of each generation's prompt, on generations and images (0010, kept by triggers)
+        # of each generation's prompt, on generations and images (0011, kept by triggers)
         "search_rowid",
         "generations_fts",
         *(f"generations_fts_{part}" for part in ("data", "idx", "content", "docsize", "config")),
     }
 )
-"""Full-text search objects each database has in its own form (migrations 0007, 0010), outside
+"""Full-text search objects each database has in its own form (migrations 0007, 0011), outside
 this metadata: they are not compared with it."""
 
 
