@@ -288,16 +288,12 @@ def _page(
         .order_by(page.c.created_at.desc(), page.c.id.desc())
     )
     if conn.dialect.name == "postgresql":
-        # A page stops after ``limit`` rows of an index walk: starting a parallel worker
-        # costs more than the whole walk (measured: ~15 ms before the first row). Each
-        # search is planned for its own words: a generic plan (PostgreSQL's choice after five
-        # runs of one prepared statement on a connection) cannot tell a common word (walk
-        # the owner's index) from a rare one (take the GIN index's matches), and one walked
-        # all 250,000 images of a user for a word that matched none (7-10 s, measured).
-        conn.exec_driver_sql(
-            "SELECT set_config('max_parallel_workers_per_gather', '0', true), "
-            "set_config('plan_cache_mode', 'force_custom_plan', true)"
-        )
+        # Each page is planned for its own values: a generic plan (PostgreSQL's choice after
+        # five runs of one prepared statement on a connection) cannot tell a common search
+        # word (walk the owner's index) from a rare one (take the GIN index's matches); one
+        # walked all 250,000 images of a user for a word that matched none (7-10 s, measured).
+        # Local to this read's transaction.
+        conn.exec_driver_sql("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)")
     return [_record(row) for row in conn.execute(statement)]
 
 
