@@ -109,3 +109,31 @@ def test_the_lightbox_moves_with_the_keyboard_and_keeps_focus(
     page.keyboard.press("Escape")
     expect(box).to_be_hidden()
     expect(tiles.nth(0)).to_be_focused()  # focus goes back to where it was
+
+
+def test_alt_text_and_tags_are_edited_in_place(page: Any, gateway: Gateway, painter: str) -> None:
+    from playwright.sync_api import expect
+
+    sign_in(page, gateway, painter)
+    page.locator("#gallery a.thumb").nth(2).click()  # not one the lightbox test reads
+    page.get_by_role("link", name="Details").click()
+    expect(page.get_by_role("heading", name="Image")).to_be_visible()
+    screenshot(page, "detail")
+    page.evaluate("window.notReloaded = true")
+    page.get_by_label("Alt text").fill("Fishing boats moored at first light")
+    page.get_by_label("Alt text").press("Enter")
+    expect(page.get_by_role("status")).to_have_text("Saved.")
+    expect(page.locator("#detail-image")).to_have_attribute(
+        "alt", "Fishing boats moored at first light"
+    )
+    page.get_by_label("Tags (comma-separated)").fill("Sea, dawn")
+    page.get_by_label("Tags (comma-separated)").blur()
+    expect(page.get_by_label("Tags (comma-separated)")).to_have_value("sea, dawn")
+    assert page.evaluate("window.notReloaded") is True  # saved by script, no page load
+
+    page.reload()
+    expect(page.get_by_label("Alt text")).to_have_value("Fishing boats moored at first light")
+    page.goto(gateway.base_url + "/?tag=dawn")
+    expect(page.locator("#gallery a.thumb img.pic")).to_have_attribute(
+        "alt", "Fishing boats moored at first light"
+    )
