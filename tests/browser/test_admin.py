@@ -25,7 +25,7 @@ def test_an_admin_revokes_a_key_and_the_api_refuses_it(page: Any, gateway: Gatew
     doomed = gateway.new_key("dora")
     assert _api_status(gateway, doomed) == 200
     sign_in(page, gateway, gateway.admin_key)
-    page.get_by_role("link", name="Keys").click()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Keys").click()
     expect(page.get_by_role("heading", name="API keys")).to_be_visible()
     screenshot(page, "admin-keys")
     row = page.get_by_role("row").filter(has_text="dora")
@@ -88,7 +88,7 @@ def test_the_usage_page_shows_the_users_spend(page: Any, gateway: Gateway) -> No
                           timeout=60)  # fmt: skip
         assert made.status_code == 200
     sign_in(page, gateway, key)
-    page.get_by_role("link", name="Usage").click()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Usage").click()
     expect(page.locator("dt:text-is('Images') + dd")).to_have_text("4")
     expect(page.locator("dt:text-is('Cache hit rate') + dd")).to_have_text("50%")
     screenshot(page, "usage")

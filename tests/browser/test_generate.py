@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -21,9 +22,20 @@ from tests.support.processes import ServerProcess, WorkerProcess, openai_provide
 pytestmark = pytest.mark.browser
 
 
+@dataclass
+class QueuedGateway(Gateway):
+    """A gateway whose jobs wait in the queue until ``start_worker``."""
+
+    worker: WorkerProcess | None = None
+    worker_env: dict[str, str] = field(default_factory=dict)
+
+    def start_worker(self) -> None:
+        if self.worker is None:
+            self.worker = WorkerProcess(self.server.data_dir, self.worker_env, "w1", 2).start()
+
+
 @pytest.fixture(scope="module")
-def queued(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> Iterator[Any]:
-    """A gateway whose jobs wait for a worker, and a function starting that worker."""
+def queued(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> Iterator[QueuedGateway]:
     folder = tmp_path_factory.mktemp("browser-queue")
     state = FakeState()
     fake = FakeServer(build_openai_fake(state)).start()
@@ -32,21 +44,14 @@ def queued(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> Iter
     env = {"IMAGEGATE_CONFIG_FILE": str(config_file), "IMAGEGATE_JOBS__EMBEDDED_WORKERS": "false",
            "IMAGEGATE_JOBS__POLL_SECONDS": "0.1"}  # fmt: skip
     server = ServerProcess(folder / "data", env=env)
-    gateway = Gateway(server, server.base_url, "", "", "", state)
+    gateway = QueuedGateway(server, server.base_url, "", "", "", state, worker_env=env)
     gateway.user_key = gateway.new_key("carol")
     server.start()
-    workers: list[WorkerProcess] = []
-
-    def start_worker() -> None:
-        if not workers:
-            workers.append(WorkerProcess(folder / "data", env, "w1", concurrency=2).start())
-
-    gateway.start_worker = start_worker  # type: ignore[attr-defined]
     try:
         yield gateway
     finally:
-        for worker in workers:
-            worker.stop()
+        if gateway.worker is not None:
+            gateway.worker.stop()
         server.stop()
         fake.stop()
 
@@ -64,11 +69,11 @@ def _fill(page: Any, prompt: str, model: str, size: str) -> None:
     page.get_by_label("Size").fill(size)
 
 
-def test_a_job_waits_in_the_queue_then_its_image_fades_in(page: Any, queued: Any) -> None:
+def test_a_job_waits_in_the_queue_then_its_image_fades_in(page: Any, queued: QueuedGateway) -> None:
     from playwright.sync_api import expect
 
     sign_in(page, queued, queued.user_key)
-    page.get_by_role("link", name="Generate").click()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Generate").click()
     _fill(page, "a lighthouse in fog", "builtin", "256x256")
     estimate = page.locator("#estimate")
     expect(estimate).to_contain_text("Estimated cost: $0.0000 for 1 × 256x256")
@@ -100,7 +105,7 @@ def test_a_job_waits_in_the_queue_then_its_image_fades_in(page: Any, queued: Any
     expect(first).to_have_class("fade shown")
 
 
-def test_a_failure_is_explained_and_try_again_works(page: Any, queued: Any) -> None:
+def test_a_failure_is_explained_and_try_again_works(page: Any, queued: QueuedGateway) -> None:
     from playwright.sync_api import expect
 
     queued.start_worker()
