@@ -106,6 +106,7 @@ def _request(
         quality=fields.get("quality") or None,
         images=tuple(images),
         seed=seed,
+        enhance_prompt=True if fields.get("enhance_prompt") == "1" else None,
     )
 
 

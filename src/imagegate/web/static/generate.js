@@ -107,6 +107,9 @@
       li.appendChild(link);
       images.appendChild(li);
     });
+    var revised = state.images.length && state.images[0].revised_prompt;
+    $("revised").hidden = !revised;
+    $("revised-text").textContent = revised || "";
     var cost = state.cost_usd ? ", cost $" + state.cost_usd : "";
     say("Done: " + (OUTCOMES[state.cache] || "new image") + cost + ".");
     actions.hidden = false;
