@@ -485,6 +485,13 @@ class WebSettings(BaseModel):
         ge=60,
         description="How long a Web UI sign-in lasts (the signed session cookie's lifetime).",
     )
+    session_secret: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description="The key that signs Web UI session cookies; the same on every gateway "
+        "behind one load balancer. Unset: a random one kept in `<data_dir>/web-session-secret` "
+        "(enough for one gateway). Never logged.",
+    )
     oidc: OidcSettings = OidcSettings()
 
 

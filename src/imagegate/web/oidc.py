@@ -68,7 +68,8 @@ def _redirect_url(request: Request, oidc: OidcSettings) -> str:
 
 
 def _flow_signer(request: Request) -> URLSafeTimedSerializer:
-    secret = session_secret(_services(request).settings.data_dir)
+    settings = _services(request).settings
+    secret = session_secret(settings.data_dir, settings.web.session_secret)
     return URLSafeTimedSerializer(secret, salt="imagegate-web-oidc-flow")
 
 
@@ -280,7 +281,7 @@ async def callback(request: Request) -> Response:
     response.delete_cookie(FLOW_COOKIE, path="/signin/oidc")
     response.set_cookie(
         COOKIE,
-        sessions.issue(key_id=key.id),
+        sessions.issue(key.id),
         max_age=sessions.max_age,
         httponly=True,
         samesite="lax",

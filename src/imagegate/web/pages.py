@@ -39,7 +39,8 @@ def _sessions(request: Request) -> Sessions:
     sessions: Sessions | None = getattr(request.app.state, "web_sessions", None)
     if sessions is None:
         settings = _services(request).settings
-        sessions = Sessions(session_secret(settings.data_dir), settings.web.session_seconds)
+        secret = session_secret(settings.data_dir, settings.web.session_secret)
+        sessions = Sessions(secret, settings.web.session_seconds)
         request.app.state.web_sessions = sessions
     return sessions
 
@@ -61,10 +62,7 @@ async def _signed_in(request: Request) -> tuple[Principal, dict[str, str]] | Non
         return None
     keys = _services(request).keys
     try:
-        if "key_id" in session:  # signed in with OIDC (web/oidc.py)
-            principal = await keys.principal_for_key(session["key_id"])
-        else:
-            principal = await keys.authenticate(f"Bearer {session.get('key', '')}")
+        principal = await keys.principal_for_key(session.get("key_id", ""))
     except AuthenticationFailed:
         return None  # a revoked key signs its sessions out
     request.state.web_principal = principal
@@ -123,13 +121,13 @@ async def sign_in(request: Request) -> Response:
     form = await request.form()
     key = str(form.get("api_key", "")).strip()
     try:
-        await _services(request).keys.authenticate(f"Bearer {key}")
+        principal = await _services(request).keys.authenticate(f"Bearer {key}")
     except AuthenticationFailed:
         return _render(request, "signin.html", status=401, error="That API key is not valid.")
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
         COOKIE,
-        _sessions(request).issue(key),
+        _sessions(request).issue(principal.key_id or ""),
         max_age=_sessions(request).max_age,
         httponly=True,
         samesite="lax",

@@ -7,13 +7,17 @@ import secrets
 from pathlib import Path
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from pydantic import SecretStr
 
 COOKIE = "imagegate_session"
 MAX_AGE = 7 * 24 * 3600
 
 
-def session_secret(data_dir: Path) -> str:
-    """The secret in ``<data_dir>/web-session-secret``, made on first use and kept."""
+def session_secret(data_dir: Path, configured: SecretStr | None = None) -> str:
+    """``configured`` (``IMAGEGATE_WEB__SESSION_SECRET``, shared by every gateway), else the
+    secret in ``<data_dir>/web-session-secret``, made on first use and kept."""
+    if configured is not None:
+        return configured.get_secret_value()
     path = data_dir / "web-session-secret"
     if path.exists():
         return path.read_text().strip()
@@ -25,17 +29,18 @@ def session_secret(data_dir: Path) -> str:
 
 
 class Sessions:
-    """A session is ``{"key": <API key>}`` (signed in with a key) or ``{"key_id": <id>}``
-    (signed in with OIDC: the id of the user's ``web-oidc`` key, whose revocation signs the
-    session out), with its CSRF token; it lasts ``max_age`` seconds."""
+    """A session is ``{"key_id": <id>}`` with its CSRF token; it lasts ``max_age`` seconds.
+
+    The id is that of the API key signed in with (or, after OIDC, of the user's ``web-oidc``
+    key): the cookie is signed, not encrypted, so it never holds the key itself, and revoking
+    the key signs its sessions out."""
 
     def __init__(self, secret: str, max_age: int = MAX_AGE) -> None:
         self._signer = URLSafeTimedSerializer(secret, salt="imagegate-web-session")
         self.max_age = max_age
 
-    def issue(self, api_key: str | None = None, *, key_id: str | None = None) -> str:
-        who = {"key": api_key} if api_key is not None else {"key_id": key_id or ""}
-        return self._signer.dumps({**who, "csrf": secrets.token_urlsafe(16)})
+    def issue(self, key_id: str) -> str:
+        return self._signer.dumps({"key_id": key_id, "csrf": secrets.token_urlsafe(16)})
 
     def read(self, cookie: str | None) -> dict[str, str] | None:
         if not cookie:

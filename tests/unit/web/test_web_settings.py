@@ -11,7 +11,7 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from imagegate.api.app import create_app
 from imagegate.container import build_services
-from imagegate.settings import Settings, WebSettings
+from imagegate.settings import DatabaseSettings, Settings, WebSettings
 from imagegate.web.session import COOKIE, Sessions, session_secret
 
 
@@ -34,7 +34,8 @@ async def test_with_the_ui_off_its_pages_are_404_and_the_api_still_works(tmp_pat
 async def test_the_session_cookie_lasts_the_configured_time(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, web=WebSettings(session_seconds=120))
     async with build_services(settings) as services:
-        issued = (await services.keys.create("web", user="user-a")).secret
+        created = await services.keys.create("web", user="user-a")
+        issued = created.secret
         transport = httpx.ASGITransport(app=create_app(services))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             response = await http.post("/signin", data={"api_key": issued})
@@ -43,8 +44,8 @@ async def test_the_session_cookie_lasts_the_configured_time(tmp_path: Path) -> N
     sessions = Sessions(secret, max_age=120)
     # a cookie signed 121 s ago is refused: sign one with a clock set back
     signer = URLSafeTimedSerializer(secret, salt="imagegate-web-session", signer=_SignedLongAgo)
-    assert sessions.read(signer.dumps({"key": issued, "csrf": "t"})) is None
-    assert sessions.read(Sessions(secret).issue(issued)) is not None
+    assert sessions.read(signer.dumps({"key_id": created.key.id, "csrf": "t"})) is None
+    assert sessions.read(Sessions(secret).issue(created.key.id)) is not None
     assert COOKIE == "imagegate_session"
 
 
@@ -63,3 +64,41 @@ def test_oidc_settings_come_from_the_environment_with_a_secret_kept_secret(
     assert web.oidc.client_secret is not None
     assert web.oidc.client_secret.get_secret_value() == "very-secret"
     assert "very-secret" not in repr(web)
+
+
+async def test_a_shared_session_secret_signs_in_on_every_gateway_without_the_key_in_the_cookie(
+    tmp_path: Path,
+) -> None:
+    shared_db = DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}")
+    web = WebSettings(session_secret="s" * 40)
+    gateway_a = Settings(data_dir=tmp_path / "a", database=shared_db, web=web)
+    gateway_b = Settings(data_dir=tmp_path / "b", database=shared_db, web=web)
+    gateway_c = Settings(data_dir=tmp_path / "c", database=shared_db)  # its own secret
+    async with (
+        build_services(gateway_a) as a,
+        build_services(gateway_b) as b,
+        build_services(gateway_c) as c,
+    ):
+        issued = (await a.keys.create("web", user="user-a")).secret
+        cookies = []
+        for services in (a, b, c):
+            transport = httpx.ASGITransport(app=create_app(services))
+            client = httpx.AsyncClient(transport=transport, base_url="http://testserver")
+            cookies.append(client)
+        try:
+            signed_in = await cookies[0].post("/signin", data={"api_key": issued})
+            cookie = signed_in.cookies[COOKIE]
+            assert issued not in cookie
+            assert issued not in str(Sessions("s" * 40).read(cookie))
+            for client, signed in zip(cookies, (True, True, False), strict=True):
+                page = await client.get("/", headers={"Cookie": f"{COOKIE}={cookie}"})
+                assert ('name="api_key"' not in page.text) is signed, (signed, page.status_code)
+        finally:
+            for client in cookies:
+                await client.aclose()
+
+
+def test_a_short_session_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMAGEGATE_WEB__SESSION_SECRET", "too-short")
+    with pytest.raises(ValueError, match="session_secret"):
+        Settings()
