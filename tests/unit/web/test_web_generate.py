@@ -94,7 +94,7 @@ async def test_the_enhance_toggle_shows_only_with_an_enhancer(
                 assert 'name="enhance_prompt"' in (await web.get("/generate")).text
                 form = {"csrf": token, "prompt": "a kite", "model": "builtin", "size": "256x256"}
                 plain = await web.post("/generate", data=form)
-                assert "Revised prompt" not in plain.text
+                assert 'class="revised-prompt"' not in plain.text
                 asked = await web.post(
                     "/generate", data=form | {"prompt": "a red kite", "enhance_prompt": "1"}
                 )
