@@ -116,8 +116,11 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> Ite
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
+    from playwright.sync_api import expect
+
     context = browser.new_context(viewport=DESKTOP)
     context.set_default_timeout(15_000)
+    expect.set_options(timeout=15_000)  # the same patience for expectations (default 5 s)
     opened = context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda exc: errors.append(str(exc)))

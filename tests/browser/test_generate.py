@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,6 +123,7 @@ def test_a_failure_is_explained_and_try_again_works(page: Any, queued: QueuedGat
 
     retry.click()  # the fake answers this one, slowly: the page shows the running time
     expect(page.locator("#status")).to_contain_text("Running")
+    expect(page.locator("#elapsed")).to_have_text(re.compile(r"^\d+ s$"))
     expect(alert).to_be_hidden()
     image = page.locator("#live-images img")
     expect(image).to_have_class("fade shown")

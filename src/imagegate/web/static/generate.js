@@ -81,7 +81,9 @@
     clearInterval(timer); timer = null;
   }
 
-  function say(text) { status.textContent = text; }
+  // The status is a polite live region; the running seconds sit beside it, not in it, so a
+  // screen reader hears each change of state once rather than a count every second.
+  function say(text) { status.textContent = text; $("elapsed").textContent = ""; }
 
   function showError(text) {
     stopFollowing();
@@ -123,9 +125,9 @@
     } else if (state.status === "running") {
       var skew = Date.now() / 1000 - (state.now || Date.now() / 1000);
       var started = (state.started_at || state.now) + skew;
+      say("Running" + (state.stage ? " (" + state.stage + ")" : "") + "…");
       var tick = function () {
-        var seconds = Math.max(0, Math.round(Date.now() / 1000 - started));
-        say("Running" + (state.stage ? " (" + state.stage + ")" : "") + ": " + seconds + " s");
+        $("elapsed").textContent = Math.max(0, Math.round(Date.now() / 1000 - started)) + " s";
       };
       tick();
       timer = setInterval(tick, 1000);
