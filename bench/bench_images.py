@@ -523,7 +523,8 @@ def web(server: ServerProcess, seeded: Seeded, args: argparse.Namespace, folder:
         admin.close()
     script = get_script(folder, "gallery", {"Cookie": cookie}, ["/"])
     run_wrk(server.base_url, script, 1, 1)
-    print(f"\nWeb gallery first page ({gallery.text.count('class="pic"')} thumbnails), signed in:")
+    tiles = gallery.text.count('class="pic"')
+    print(f"\nWeb gallery first page ({tiles} thumbnails), signed in:")
     print("| concurrency | p50 ms | p99 ms | req/s |")
     print("|---:|---:|---:|---:|")
     for concurrency in args.concurrency:
