@@ -104,16 +104,16 @@ async def gallery(request: Request, cursor: str | None = None) -> Response:
     params = request.query_params
     filters = {name: params.get(name, "") for name in FILTERS}
     models = sorted(spec.name for spec in _services(request).generations.available_models())
+    context: dict[str, Any] = {"filters": filters, "models": models, "csrf": session["csrf"]}
     try:
         query = gallery_query(principal, params)
         page = await _services(request).images.list(principal, query, cursor, PAGE_SIZE)
-    except (InvalidRequest, NotFound) as exc:
-        return _render(request, "gallery.html", status=400 if isinstance(exc, InvalidRequest)
-                       else 404, page=ImagePage((), None), filters=filters, models=models,
-                       error=exc.message, csrf=session["csrf"])  # fmt: skip
+    except (InvalidRequest, NotFound) as exc:  # a bad date or cursor; an unknown user (admins)
+        status = 400 if isinstance(exc, InvalidRequest) else 404
+        empty = ImagePage((), None)
+        return _render(request, "gallery.html", status, page=empty, error=exc.message, **context)
     more = urlencode({"cursor": page.next_cursor or "", **{k: v for k, v in filters.items() if v}})
-    return _render(request, "gallery.html", page=page, filters=filters, models=models,
-                   more=more, csrf=session["csrf"])  # fmt: skip
+    return _render(request, "gallery.html", page=page, more=more, **context)
 
 
 @router.post("/signin")
