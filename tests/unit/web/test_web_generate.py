@@ -45,7 +45,7 @@ async def test_a_failure_is_explained_and_the_form_kept_for_try_again(
     token = await _signed_in_token(client, user_key)
     form = {"csrf": token, "prompt": "a tiny kite", "model": "builtin", "size": "3x3"}
     page = await client.post("/generate", data=form)
-    assert '<div role="alert" class="error"><p>Something went wrong' in page.text
+    assert '<div role="alert" class="error" id="server-error"><p>Something went wrong' in page.text
     assert "Try again" in page.text
     assert "a tiny kite" in page.text
 
@@ -68,7 +68,7 @@ async def test_the_generate_page_counts_against_the_keys_request_limit(
     assert 'name="regenerate"' in first.text
     second = await client.post("/generate", data=form | {"prompt": "a paper boat"})
     assert (
-        '<div role="alert" class="error"><p>Something went wrong' in second.text
+        '<div role="alert" class="error" id="server-error"><p>Something went wrong' in second.text
     )  # refused: one request a minute, as over the API
     assert 'name="regenerate"' not in second.text
 

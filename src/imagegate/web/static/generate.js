@@ -165,8 +165,10 @@
     actions.hidden = true;
     images.replaceChildren();
     submit.disabled = true;
-    var old = $("server-result");
-    if (old) old.remove();
+    ["server-result", "server-error"].forEach(function (id) {
+      var old = $(id);
+      if (old) old.remove();  // the answer of a form post without this script
+    });
     say("Sending…");
     post("/web/jobs", data).then(follow, function (err) { showError(err.message); });
   }
