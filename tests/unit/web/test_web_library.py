@@ -84,6 +84,8 @@ async def test_the_page_shows_its_facts_and_forms_in_the_body(
     assert 'action="/images/' + image_id + '/edit"' in body
     assert 'action="/images/' + image_id + '/delete"' in body
     assert "<dt>Latency</dt>" in body
+    assert "size: 256x256" in body
+    assert ": None" not in body  # parameters left unset are not listed
     assert "<dt>Cost</dt><dd>$0.0000</dd>" in body
 
 
