@@ -143,9 +143,13 @@ def sign_in(page: Any, gateway: Gateway, key: str) -> None:
 
 
 def screenshot(page: Any, name: str) -> None:
-    """``name``-desktop.png and ``name``-phone.png of the page as it is now."""
+    """``name``-desktop.png and ``name``-phone.png of the page as it is now; at both widths
+    the page must fit (no sideways scrolling of the whole page: wide tables scroll in their
+    own box)."""
     SCREENSHOTS.mkdir(exist_ok=True)
     for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
         page.set_viewport_size(size)
         page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=True)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= size["width"], f"{name} is {width} px wide at {label} width"
     page.set_viewport_size(DESKTOP)
