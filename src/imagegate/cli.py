@@ -33,6 +33,7 @@ from imagegate.models import (
     Role,
 )
 from imagegate.observability.logging import configure_logging
+from imagegate.observability.metrics_listener import metrics_listener
 from imagegate.services.keys import IssuedKey, expiry_from
 from imagegate.services.usage import UsageGrouping, UsageReport, UsageTally, format_usd
 from imagegate.settings import Settings, load_settings
@@ -124,6 +125,8 @@ def serve(
             f"Its webhook signing secret (also shown once): {issued.webhook_secret}\n"
         )
     typer.echo(f"imagegate on {settings.base_url}  ·  API docs: {settings.base_url}/docs")
+    if settings.metrics_bind:
+        typer.echo(f"metrics, without authentication: http://{settings.metrics_bind}/metrics")
     uvicorn.run(
         create_app(settings=settings),
         host=server.host,
@@ -163,8 +166,9 @@ def worker(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, running.stop)
-        err.print(f"{running.owner}: running up to {settings.jobs.concurrency} jobs at once")
-        await running.run()
+        async with metrics_listener(services.metrics, settings.metrics_address):
+            err.print(f"{running.owner}: running up to {settings.jobs.concurrency} jobs at once")
+            await running.run()
         err.print(f"{running.owner}: stopped")
 
     _run(work, settings)

@@ -254,7 +254,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
     )
     try:
         if settings.database.auto_migrate:
-            await upgrade_to_head(engine)
+            await upgrade_to_head(engine, settings.database.connect_timeout_seconds)
         yield Services(
             settings=settings,
             keys=keys,
@@ -262,7 +262,11 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
             image_files=ImageFileService(blobs, thumbnails),
             thumbnails=thumbnails,
             images=ImageLibrary(image_records, generation_records, blobs),
-            health=HealthService(SqlDatabase(engine), blobs, (shared.degraded,)),
+            health=HealthService(
+                SqlDatabase(engine, settings.database.connect_timeout_seconds + 2),
+                blobs,
+                (shared.degraded,),
+            ),
             usage=UsageService(SqlUsageRepository(engine), budgets),
             providers=ProviderStatusService(router, assembly.provider_status),
             idempotency=IdempotencyService(

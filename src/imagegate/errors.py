@@ -25,7 +25,8 @@
     │       └── ProviderBadRequest      400 upstream_invalid_request (final: no retry, no fallback)
     ├── RequestAbandoned                499 client_closed_request   (the caller left while queued)
     │   └── JobSuperseded               499 job_superseded          (canceled, or lease lost)
-    ├── Unavailable                     503 service_unavailable     (database or storage down)
+    ├── Unavailable                     503 service_unavailable     (a backend is down)
+    │   ├── DatabaseUnavailable         503 database_unavailable    (carries retry_after)
     │   └── StorageError                503 storage_error           (a blob could not be written)
     │       └── StorageFull             507 insufficient_storage    (ENOSPC, EDQUOT, EFBIG)
     └── ConfigurationError              --- invalid_setting         (at start-up: exit code 2)
@@ -243,6 +244,14 @@ class Unavailable(ImagegateError):
     type = "server_error"
     code = "service_unavailable"
     retryable = True
+
+
+class DatabaseUnavailable(Unavailable):
+    """The database cannot be reached (connection refused, reset or timed out): raised by the
+    database layer within its connect timeout instead of hanging, so a request fails fast with
+    a 503 and ``Retry-After``, and works again as soon as the database is back."""
+
+    code = "database_unavailable"
 
 
 class StorageError(Unavailable):

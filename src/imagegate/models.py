@@ -376,6 +376,9 @@ class UserRecord:
     created_at: datetime
     limits: Limits = NO_LIMITS
     active_keys: int = 0
+    enhance_prompt: bool | None = None
+    """The user's own prompt-enhancement choice (a bot's toggle); None = each model's
+    default."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,6 +442,21 @@ class BudgetCounter:
     resets_at: datetime
     micro_usd_limit: int | None
     images_limit: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetSettlement:
+    """A reservation replaced by what was really spent and made (0 and 0: released).
+
+    Written in the same transaction as the generation it pays for, so that a crash can never
+    leave a recorded generation unpaid (or a payment without its generation)."""
+
+    reservation_id: str
+    counters: tuple[BudgetCounter, ...]
+    reserved_micro_usd: int
+    reserved_images: int
+    spent_micro_usd: int
+    made_images: int
 
 
 class JobStatus(enum.StrEnum):

@@ -32,6 +32,18 @@ class DatabaseSettings(BaseModel):
         default=True, description="Apply pending migrations when the service starts."
     )
     pool_size: int = Field(default=10, ge=1, description="Connections kept open (PostgreSQL).")
+    connect_timeout_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        description="Longest wait for a new PostgreSQL connection: past it (or when it is "
+        "refused) the request fails with 503 `database_unavailable` instead of hanging.",
+    )
+    command_timeout_seconds: float | None = Field(
+        default=60.0,
+        gt=0,
+        description="Longest wait for one PostgreSQL statement's answer (a database that "
+        "stopped answering mid-request); none: no limit. Migrations are not limited.",
+    )
     echo: bool = Field(default=False, description="Log every SQL statement (debugging only).")
 
 
@@ -384,13 +396,17 @@ class TelegramSettings(BaseModel):
         default=30, ge=0, le=50, description="Long-polling timeout of one getUpdates call."
     )
     webhook_url: str | None = Field(
-        default=None, description="Webhook mode: the public HTTPS URL Telegram posts updates to."
+        default=None,
+        description="Webhook mode: the public HTTPS URL Telegram posts updates to; the bot "
+        "listens on the same path (e.g. https://bot.example.com/telegram -> /telegram).",
     )
     webhook_listen: str = Field(default="127.0.0.1", description="Webhook mode: bind address.")
     webhook_port: int = Field(default=8443, ge=1, le=65535, description="Webhook mode: port.")
     webhook_secret: SecretStr | None = Field(
         default=None,
-        description="Webhook mode: the secret Telegram sends in X-Telegram-Bot-Api-Secret-Token.",
+        description="Webhook mode: the secret Telegram sends in X-Telegram-Bot-Api-Secret-Token "
+        "(1-256 of A-Z a-z 0-9 _ -); updates without it are refused. Unset: a random one is "
+        "made at each start and handed to Telegram.",
     )
     requests_per_minute: int | None = Field(
         default=None,
@@ -615,6 +631,13 @@ class Settings(BaseSettings):
         description="Bearer token that may scrape GET /metrics besides admin keys; default: "
         "admin keys only.",
     )
+    metrics_bind: str | None = Field(
+        default=None,
+        description="HOST:PORT (e.g. `127.0.0.1:9100`, `[::]:9100`) where `imagegate serve` "
+        "and `imagegate worker` also serve GET /metrics without authentication, on a listener "
+        "of its own (keep it off the public network); /metrics on the main port stays "
+        "admin-only. Default: no separate listener.",
+    )
     database: DatabaseSettings = DatabaseSettings()
     storage: StorageSettings = StorageSettings()
     server: ServerSettings = ServerSettings()
@@ -635,6 +658,18 @@ class Settings(BaseSettings):
         default_factory=dict, description="Catalogue entries added or replaced by name."
     )
     routes: dict[str, RouteSettings] = Field(default_factory=dict)
+
+    @field_validator("metrics_bind")
+    @classmethod
+    def _metrics_bind_is_host_and_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_bind(value)
+        return value
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """``metrics_bind`` as (host, port), or None when there is no separate listener."""
+        return None if self.metrics_bind is None else split_bind(self.metrics_bind)
 
     @field_validator("routes", mode="before")
     @classmethod
@@ -669,6 +704,15 @@ class Settings(BaseSettings):
         if self.public_url:
             return self.public_url.rstrip("/")
         return f"http://{self.server.host}:{self.server.port}"
+
+
+def split_bind(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (IPv6 hosts in brackets: ``[::1]:9100``) as (host, port)."""
+    host, sep, port = value.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT, e.g. 127.0.0.1:9100, got {value!r}")
+    return host, int(port)
 
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -93,6 +93,28 @@ async def test_jobs_are_claimed_by_priority_then_in_the_order_they_came(
     assert await jobs.waiting_models(datetime.now(UTC)) == []
 
 
+async def test_a_claimed_job_starts_with_the_enhancer_only_if_its_request_asks(
+    queue: tuple[SqlJobQueue, str],
+) -> None:
+    jobs, user = queue
+    asks = {"yes": True, "no": False, "default": None}
+    queued = []
+    for prompt, asked in asks.items():
+        job = _job(user, prompt)
+        queued.append(replace(job, request=replace(job.request, enhance_prompt=asked)))
+    await jobs.enqueue(queued)
+    claimed = await _claim(jobs, "w1", 10)
+    assert {j.request.prompt: j.stage for j in claimed} == {
+        "yes": "enhancing",
+        "no": "generating",
+        "default": "generating",
+    }
+    for job in claimed:
+        stored = await jobs.get(job.id)
+        assert stored is not None
+        assert stored.stage == job.stage
+
+
 async def test_concurrent_claims_never_take_the_same_job(queue: tuple[SqlJobQueue, str]) -> None:
     jobs, user = queue
     await jobs.enqueue([_job(user, f"p{i}") for i in range(60)])

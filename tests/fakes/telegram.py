@@ -6,10 +6,12 @@
         state.feed_text(user_id=1001, text="/image a red fox")
         await state.until(lambda: len(state.calls_of("sendPhoto")) == 1)
 
-It answers ``getMe``, ``deleteWebhook``, ``getUpdates`` (long polling over the updates fed,
-confirmed by ``offset`` as Telegram does), ``sendMessage``, ``editMessageText`` and
-``sendPhoto`` in the Bot API's wire format (form fields, JSON-encoded where not strings;
-multipart for the photo), and records every call. A wrong token gets Telegram's 401.
+It answers ``getMe``, ``setWebhook``, ``deleteWebhook``, ``getUpdates`` (long polling over
+the updates fed, confirmed by ``offset`` as Telegram does), ``sendMessage``,
+``editMessageText`` and ``sendPhoto`` in the Bot API's wire format (form fields, JSON-encoded
+where not strings; multipart for the photo), and records every call but ``getMe`` and
+``getUpdates``. A wrong token gets Telegram's 401. For webhook mode, ``text_update`` makes the
+update a test posts to the bot itself.
 """
 
 from __future__ import annotations
@@ -56,28 +58,34 @@ class TelegramState:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def feed_text(self, user_id: int, text: str, first_name: str = "Ann") -> None:
-        """A private message from ``user_id``, as Telegram delivers it."""
+        """A private message from ``user_id``, delivered by ``getUpdates`` (long polling)."""
+        update = self.text_update(user_id, text, first_name)
+        with self._lock:
+            self._updates.append(update)
+
+    def text_update(self, user_id: int, text: str, first_name: str = "Ann") -> dict[str, Any]:
+        """A private message from ``user_id`` as Telegram sends it (what a webhook is
+        posted), numbered in turn; not delivered by ``getUpdates``."""
         with self._lock:
             message_id = self._next_incoming
             self._next_incoming += 1
-            entities = []
-            if text.startswith("/"):
-                length = len(text.split(maxsplit=1)[0].split("=", 1)[0])
-                entities.append({"type": "bot_command", "offset": 0, "length": length})
-            self._updates.append(
-                {
-                    "update_id": self._next_update,
-                    "message": {
-                        "message_id": message_id,
-                        "date": int(time.time()),
-                        "chat": {"id": user_id, "type": "private", "first_name": first_name},
-                        "from": {"id": user_id, "is_bot": False, "first_name": first_name},
-                        "text": text,
-                        "entities": entities,
-                    },
-                }
-            )
+            update_id = self._next_update
             self._next_update += 1
+        entities = []
+        if text.startswith("/"):
+            length = len(text.split(maxsplit=1)[0].split("=", 1)[0])
+            entities.append({"type": "bot_command", "offset": 0, "length": length})
+        return {
+            "update_id": update_id,
+            "message": {
+                "message_id": message_id,
+                "date": int(time.time()),
+                "chat": {"id": user_id, "type": "private", "first_name": first_name},
+                "from": {"id": user_id, "is_bot": False, "first_name": first_name},
+                "text": text,
+                "entities": entities,
+            },
+        }
 
     def calls_of(self, method: str) -> list[BotCall]:
         with self._lock:
@@ -170,7 +178,10 @@ def build_telegram_fake(state: TelegramState) -> Starlette:
                 params[name] = value
         if method == "getMe":
             return _ok(BOT_USER)
-        if method in ("deleteWebhook", "setWebhook", "setMyCommands"):
+        if method in ("deleteWebhook", "setWebhook"):
+            state._record(BotCall(method, params), new_message=False)
+            return _ok(True)
+        if method == "setMyCommands":
             return _ok(True)
         if method == "getUpdates":
             offset = int(params["offset"]) if "offset" in params else None

@@ -63,7 +63,8 @@ class ServerProcess:
         self.log = data_dir.parent / f"server-{self.port}.log"
         self._process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> ServerProcess:
+    def start(self, ready_seconds: float = 30) -> ServerProcess:
+        """Start and wait (up to ``ready_seconds``) until ``/readyz`` answers 200."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = environment(
             self.data_dir, **{"IMAGEGATE_SERVER__ACCESS_LOG": "false", **self.extra_env}
@@ -75,7 +76,7 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + ready_seconds
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log.read_text()}")
@@ -86,6 +87,10 @@ class ServerProcess:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"server did not become ready:\n{self.log.read_text()}")
+
+    def alive(self) -> bool:
+        """Started and not exited (not crashed, not restarted)."""
+        return self._process is not None and self._process.poll() is None
 
     @property
     def pid(self) -> int:
@@ -154,11 +159,27 @@ class WorkerProcess:
             )
         return self
 
+    def wait_until_running(self, seconds: float = 30) -> WorkerProcess:
+        """Until the worker has said it is taking jobs (its services are built)."""
+        assert self._process is not None, "not started"
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early:\n{self.log.read_text()}")
+            if f"{self.name}: running" in self.log.read_text(errors="replace"):
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not start:\n{self.log.read_text()}")
+
     def kill(self) -> None:
         """SIGKILL: no clean-up of any kind, as in a crash."""
         assert self._process is not None
         self._process.kill()
         self._process.wait()
+
+    def alive(self) -> bool:
+        """Started and not exited (not crashed, not restarted)."""
+        return self._process is not None and self._process.poll() is None
 
     def terminate(self, timeout: float = 30) -> int:
         """SIGTERM, and the exit code once it has shut down."""

@@ -2,13 +2,17 @@
 
 Outage tests point imagegate at the proxy; ``stop()`` closes the listening socket and every
 open connection (clients see resets, then refused connections), ``start()`` listens again on
-the same port.
+the same port. ``ThreadedTcpProxy`` runs one on its own thread, for tests whose event loop
+blocks (starting real processes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
+from collections.abc import Coroutine
+from typing import Any
 
 from tests.support.processes import free_port
 
@@ -48,3 +52,36 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.write(data)
             await writer.drain()
     writer.close()
+
+
+class ThreadedTcpProxy:
+    """A ``TcpProxy`` on an event loop of its own, in a thread: for tests that block their own
+    loop (starting and stopping processes) while traffic must keep flowing.
+
+    ``cut()`` and ``restore()`` return once the proxy has stopped or listens again."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self._proxy = TcpProxy(target_host, target_port)
+        self.port = self._proxy.port
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def __enter__(self) -> ThreadedTcpProxy:
+        self._thread.start()
+        self.restore()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.cut()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    def cut(self) -> None:
+        self._call(self._proxy.stop())
+
+    def restore(self) -> None:
+        self._call(self._proxy.start())
+
+    def _call(self, work: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(work, self._loop).result(timeout=10)

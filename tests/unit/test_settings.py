@@ -162,3 +162,29 @@ def test_the_enhancer_is_off_by_default_and_its_key_stays_secret(
     monkeypatch.setenv("IMAGEGATE_ENHANCER__TIMEOUT_SECONDS", "0")
     with pytest.raises(ConfigurationError, match="IMAGEGATE_ENHANCER__TIMEOUT_SECONDS"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("value", "address"),
+    [("127.0.0.1:9100", ("127.0.0.1", 9100)), ("[::]:9100", ("::", 9100)),
+     ("metrics.internal:80", ("metrics.internal", 80))],
+)  # fmt: skip
+def test_a_metrics_bind_is_a_host_and_a_port(
+    config: Path, monkeypatch: pytest.MonkeyPatch, value: str, address: tuple[str, int]
+) -> None:
+    config.write_text("{}")
+    assert load_settings().metrics_address is None  # no separate listener unless asked
+    monkeypatch.setenv("IMAGEGATE_METRICS_BIND", value)
+    assert load_settings().metrics_address == address
+
+
+@pytest.mark.parametrize("value", ["9100", "127.0.0.1", ":9100", "127.0.0.1:0", "host:99999"])
+def test_a_bad_metrics_bind_stops_start_up_with_its_name(
+    config: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    config.write_text("{}")
+    monkeypatch.setenv("IMAGEGATE_METRICS_BIND", value)
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    assert "IMAGEGATE_METRICS_BIND" in caught.value.message
+    assert "HOST:PORT" in caught.value.message

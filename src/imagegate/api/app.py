@@ -30,6 +30,7 @@ from imagegate.api.routes import (
 )
 from imagegate.api.security_headers import SecurityHeadersMiddleware, install_cors
 from imagegate.container import Services, build_services
+from imagegate.observability.metrics_listener import metrics_listener
 from imagegate.queue.worker import embedded_workers
 from imagegate.settings import Settings
 from imagegate.web import install_web
@@ -50,7 +51,10 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
         assert settings is not None
         async with build_services(settings) as built:
             app.state.services = built
-            async with embedded_workers(built):
+            async with (
+                metrics_listener(built.metrics, settings.metrics_address),
+                embedded_workers(built),
+            ):
                 yield
 
     app = FastAPI(

@@ -2,7 +2,8 @@
 
 One table: an ``ImagegateError`` carries its own status, type and code (see ``errors.py``);
 request validation is a 400 (OpenAI never sends 422); unknown routes are 404; anything else is a
-bug, logged with its request id and reported as a 500 without internals.
+bug, logged with its request id and reported as a 500 without internals. A database that cannot
+be reached is not a bug: ``db/`` raises ``DatabaseUnavailable``, a 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -100,6 +101,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, ImagegateError):  # raised in a middleware, outside the table above
+            return await _imagegate(request, exc)
         request_id = request.scope.get("state", {}).get("request_id", "-")
         log.exception("unhandled error in request %s", request_id)
         return error_response(

@@ -93,7 +93,10 @@ class JobObject(BaseModel):
     status: JobStatus
     model: str
     position: int | None = Field(description="Place in the model's queue while queued (1 = next).")
-    stage: str | None = Field(description="While running: waiting or generating.")
+    stage: str | None = Field(
+        description="While running: waiting, enhancing (the prompt enhancer is at work) or "
+        "generating."
+    )
     priority: int
     attempts: int
     max_attempts: int

@@ -1,7 +1,8 @@
 """What a chat message asks for: pure parsing, no chat library.
 
 The seed's syntax is kept exactly: ``/image=<model>=<prompt>``. Besides it ``/image <prompt>``
-(the default model), ``/models``, ``/usage`` and ``/help`` (``/start`` is Telegram's first
+(the default model), ``/enhance on|off|default`` (the user's prompt-enhancement choice; bare,
+it shows the choice), ``/models``, ``/usage`` and ``/help`` (``/start`` is Telegram's first
 message and gets the help). A command may carry the bot's name (``/image@my_bot ...``), as
 Telegram writes it in groups.
 """
@@ -13,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 IMAGE_SYNTAX = "/image=<model>=<prompt>"
+ENHANCE_SYNTAX = "/enhance on|off|default"
 _COMMAND = re.compile(r"^/(?P<name>[A-Za-z0-9_]+)(?:@[A-Za-z0-9_]+)?(?P<rest>.*)$", re.DOTALL)
 
 
@@ -30,13 +32,22 @@ class ImageCommand:
 
 
 @dataclass(frozen=True, slots=True)
+class EnhanceCommand:
+    """``/enhance on|off|default``; ``show`` for a bare ``/enhance``."""
+
+    choice: bool | None = None
+    """True/False: always/never enhance this user's prompts; None: each model's default."""
+    show: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class BadCommand:
     """Something the bot cannot act on, with the short reason it answers."""
 
     reason: str
 
 
-Command = ImageCommand | Question | BadCommand
+Command = ImageCommand | EnhanceCommand | Question | BadCommand
 
 _QUESTIONS = {"models": Question.MODELS, "usage": Question.USAGE, "help": Question.HELP}
 
@@ -48,6 +59,8 @@ def parse(text: str) -> Command:
     name, rest = match.group("name").lower(), match.group("rest")
     if name == "image":
         return _image(rest)
+    if name == "enhance":
+        return _enhance(rest)
     if name == "start":
         return Question.HELP
     question = _QUESTIONS.get(name)
@@ -69,3 +82,15 @@ def _image(rest: str) -> Command:
     if not prompt:
         return BadCommand(f"What should I draw? Send /image <prompt> or {IMAGE_SYNTAX}.")
     return ImageCommand(prompt=prompt)
+
+
+_ENHANCE_CHOICES = {"on": True, "off": False, "default": None}
+
+
+def _enhance(rest: str) -> Command:
+    word = rest.strip().lower()
+    if not word:
+        return EnhanceCommand(show=True)
+    if rest[0].isspace() and word in _ENHANCE_CHOICES:
+        return EnhanceCommand(_ENHANCE_CHOICES[word])
+    return BadCommand(f"Write it as {ENHANCE_SYNTAX}, e.g. /enhance on.")

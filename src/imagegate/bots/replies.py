@@ -10,7 +10,7 @@ import math
 import re
 from collections.abc import Sequence
 
-from imagegate.bots.commands import IMAGE_SYNTAX
+from imagegate.bots.commands import ENHANCE_SYNTAX, IMAGE_SYNTAX
 from imagegate.models import JobStatus, Outcome
 from imagegate.services.jobs import JobView
 from imagegate.services.usage import UsageReport, format_usd
@@ -37,17 +37,48 @@ _PROVIDER_CODES = frozenset(
 _TRY_AGAIN = re.compile(r"[Tt]ry again in (\d+)\s*s")
 
 
-def help_text(default_model: str) -> str:
+def help_text(default_model: str, enhancer: bool = False) -> str:
+    """``enhancer``: a prompt enhancer is configured, so ``/enhance`` is offered."""
+    enhance: tuple[str, ...] = ()
+    if enhancer:
+        enhance = (f"{ENHANCE_SYNTAX} — let an AI improve your prompts first, or not",)
     return "\n".join(
         (
             "I draw images for you.",
             "",
             f"/image <prompt> — draw with {default_model}",
             f"{IMAGE_SYNTAX} — draw with a model of your choice",
+            *enhance,
             "/models — the models you can use",
             "/usage — what you have spent and what is left of your quota",
             "/help — this message",
         )
+    )
+
+
+NO_ENHANCER = "Prompt enhancement is not available here: your prompts are drawn as you write them."
+
+
+def enhance_text(choice: bool | None, enhanced_by_default: Sequence[str]) -> str:
+    """The user's prompt-enhancement choice, and how to change it."""
+    if choice is True:
+        return (
+            "✍️ Prompt enhancement is on: an AI rewrites each of your prompts before it is "
+            "drawn. /enhance off to stop, /enhance default for each model's default."
+        )
+    if choice is False:
+        return (
+            "Prompt enhancement is off: your prompts are drawn as you write them. /enhance on "
+            "to turn it on, /enhance default for each model's default."
+        )
+    which = (
+        f"on for {', '.join(enhanced_by_default)}, off for the others"
+        if enhanced_by_default
+        else "off for every model"
+    )
+    return (
+        f"Prompt enhancement follows each model's default ({which}). "
+        "/enhance on or /enhance off to choose for yourself."
     )
 
 

@@ -8,7 +8,9 @@ first use with the quotas of ``IMAGEGATE_TELEGRAM__*``).
 
 Each request gets one status message, edited as the job moves (queued at position N of its
 model's queue, enhancing, generating), then the photo with a caption; a failure is edited into
-the status message with what to do. Updates are handled one at a time, in order, so queue
+the status message with what to do. ``/enhance on|off|default`` keeps the user's own
+prompt-enhancement choice on their imagegate user (``users.enhance_prompt``); until they choose,
+each model's default applies. Updates are handled one at a time, in order, so queue
 positions follow the order people wrote in; following a job runs in its own task.
 
 The token is a ``SecretStr``: it is never logged, and python-telegram-bot's ``InvalidToken``
@@ -20,16 +22,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from telegram import Bot, Message, Update
 from telegram.error import InvalidToken, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
 
 from imagegate.bots import replies
-from imagegate.bots.commands import BadCommand, ImageCommand, Question, parse
+from imagegate.bots.commands import BadCommand, EnhanceCommand, ImageCommand, Question, parse
 from imagegate.container import Services
 from imagegate.errors import ConfigurationError, ImagegateError
 from imagegate.models import (
@@ -139,8 +143,15 @@ class TelegramBot:
                 "IMAGEGATE_TELEGRAM__MODE=webhook needs IMAGEGATE_TELEGRAM__WEBHOOK_URL",
                 param="IMAGEGATE_TELEGRAM__WEBHOOK_URL",
             )
-        secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-        path = settings.webhook_url.rstrip("/").rsplit("/", 1)[-1]
+        # Without a secret anyone who finds the URL could post updates as any Telegram user:
+        # unset, a fresh one is made for this run (setWebhook hands it to Telegram).
+        secret = (
+            settings.webhook_secret.get_secret_value()
+            if settings.webhook_secret
+            else secrets.token_urlsafe(32)
+        )
+        # The whole path, as a reverse proxy passing the URL's path on unchanged sends it.
+        path = urlsplit(settings.webhook_url).path.strip("/")
         assert application.updater is not None
         await application.updater.start_webhook(
             listen=settings.webhook_listen,
@@ -171,6 +182,8 @@ class TelegramBot:
                 await bot.send_message(chat_id, command.reason)
             elif isinstance(command, ImageCommand):
                 await self._image(bot, chat_id, user.id, command)
+            elif isinstance(command, EnhanceCommand):
+                await bot.send_message(chat_id, await self._enhance(user.id, command))
             elif command is Question.MODELS:
                 await bot.send_message(
                     chat_id, replies.models_text(self._model_names(), self.default_model)
@@ -180,7 +193,8 @@ class TelegramBot:
                 report = await self._services.usage.report(principal)
                 await bot.send_message(chat_id, replies.usage_text(report))
             else:
-                await bot.send_message(chat_id, replies.help_text(self.default_model))
+                enhancer = self._services.generations.enhancer_configured
+                await bot.send_message(chat_id, replies.help_text(self.default_model, enhancer))
         except ImagegateError as exc:  # e.g. the user's key was revoked, the database is down
             await bot.send_message(chat_id, replies.failure("imagegate", exc.code, exc.message, ()))
 
@@ -191,6 +205,20 @@ class TelegramBot:
             limits=self._new_user_limits,
             rate_limits=self._rate_limits,
         )
+
+    async def _enhance(self, user_id: int, command: EnhanceCommand) -> str:
+        """Show or set the user's prompt-enhancement choice (kept on their imagegate user)."""
+        generations = self._services.generations
+        if not generations.enhancer_configured:
+            return replies.NO_ENHANCER
+        principal = await self.principal_for(user_id)
+        choice = command.choice
+        if command.show:
+            user = await self._services.keys.find_user(principal.user_name)
+            choice = None if user is None else user.enhance_prompt
+        else:
+            await self._services.keys.set_enhance_prompt(principal.user_name, choice)
+        return replies.enhance_text(choice, generations.enhanced_by_default())
 
     def _model_names(self) -> list[str]:
         return sorted(spec.name for spec in self._services.generations.available_models())
@@ -207,11 +235,16 @@ class TelegramBot:
         if model.lower() not in known:
             await bot.send_message(chat_id, replies.unknown_model(model, names))
             return
+        enhance = None  # each model's default, unless the user chose with /enhance
+        if self._services.generations.enhancer_configured:
+            account = await self._services.keys.find_user(principal.user_name)
+            enhance = None if account is None else account.enhance_prompt
         request = GenerationRequest(
             prompt=command.prompt,
             model=known[model.lower()],
             response_format=ResponseFormat.B64_JSON,  # the photo is sent as bytes
             user=user_name_of(user_id),
+            enhance_prompt=enhance,
         )
         options = JobOptions(metadata={"source": "telegram", "telegram_chat_id": chat_id})
         try:

@@ -12,6 +12,7 @@ from imagegate.models import (
     NO_LIMITS,
     ApiKey,
     BudgetCounter,
+    BudgetSettlement,
     CachedResult,
     CacheEntry,
     ClaimOutcome,
@@ -74,6 +75,11 @@ class KeyRepository(Protocol):
         """Replace a user's limits; False if there is no such user."""
         ...
 
+    async def set_user_enhance_prompt(self, user_name: str, enhance: bool | None) -> bool:
+        """Set a user's prompt-enhancement choice (None: each model's default); False if
+        there is no such user."""
+        ...
+
     async def set_key_expiry(self, prefix: str, expires_at: datetime | None) -> list[ApiKey]:
         """Set (None: clear) the expiry of the active keys with ``prefix``; return them."""
         ...
@@ -100,11 +106,12 @@ class GenerationRepository(Protocol):
         cache_entry: CacheEntry | None = None,
         flight: FlightClaim | None = None,
         job: JobLink | None = None,
+        settlement: BudgetSettlement | None = None,
     ) -> None:
         """Write the generation, its images and its events in one transaction, with the cache
-        entry pointing at it (replacing any older one), the end of its in-flight claim, and
-        the success of the ``job`` it answers (``JobSuperseded``, and nothing written, if that
-        job is no longer the worker's)."""
+        entry pointing at it (replacing any older one), the end of its in-flight claim, the
+        ``settlement`` of its budget reservation, and the success of the ``job`` it answers
+        (``JobSuperseded``, and nothing written, if that job is no longer the worker's)."""
         ...
 
     async def get(self, generation_id: str) -> Generation | None: ...
@@ -371,15 +378,7 @@ class BudgetRepository(Protocol):
         """Give back the holds of requests whose process died; how many."""
         ...
 
-    async def settle(
-        self,
-        reservation_id: str,
-        counters: Sequence[BudgetCounter],
-        reserved_micro_usd: int,
-        reserved_images: int,
-        spent_micro_usd: int,
-        made_images: int,
-    ) -> None:
+    async def settle(self, settlement: BudgetSettlement) -> None:
         """Replace a reservation by what was spent and made (0 and 0 to release it)."""
         ...
 

@@ -10,7 +10,9 @@ Settling moves the estimate out of ``reserved`` and the actual cost into ``spent
 Each reservation is also a row (``budget_reservations``) with an expiry, deleted when it is
 settled: the holds of a process that died mid-request are given back by ``release_expired``
 (``expire`` in the ledger) instead of blocking the budget until the period ends. A request that
-settles after its hold was swept only adds what it spent.
+settles after its hold was swept only adds what it spent. A generation's settlement is written
+in the transaction that records it (``settle_reservations``): whatever the moment a process is
+killed, the spent counters agree with the generations table.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from imagegate.db.engine import TransactionRunner
 from imagegate.db.tables import budget_counters, budget_ledger, budget_reservations
 from imagegate.errors import BudgetExceeded, QuotaExceeded, RateLimited
-from imagegate.models import BudgetCounter
+from imagegate.models import BudgetCounter, BudgetSettlement
 
 
 def _match(counter: BudgetCounter) -> sa.ColumnElement[bool]:
@@ -46,16 +48,71 @@ def _ensure_row(conn: Connection, counter: BudgetCounter) -> None:
     )
 
 
-def _ledger(
-    conn: Connection, counters: Sequence[BudgetCounter], kind: str, micro_usd: int, images: int
-) -> None:
+def _ledger_rows(
+    counters: Sequence[BudgetCounter], kind: str, micro_usd: int, images: int
+) -> list[dict[str, object]]:
     now = datetime.now(UTC)
-    rows = [
+    return [
         {"subject": subject, "kind": kind, "micro_usd": micro_usd, "images": images,
          "created_at": now}
         for subject in sorted({c.subject for c in counters})
     ]  # fmt: skip
-    conn.execute(budget_ledger.insert(), rows)
+
+
+def _ledger(
+    conn: Connection, counters: Sequence[BudgetCounter], kind: str, micro_usd: int, images: int
+) -> None:
+    conn.execute(budget_ledger.insert(), _ledger_rows(counters, kind, micro_usd, images))
+
+
+def settle_reservations(conn: Connection, settlements: Sequence[BudgetSettlement]) -> None:
+    """Settle ``settlements`` inside the caller's transaction (``db/generations.py`` settles
+    each generation's reservation with its record).
+
+    A reservation already swept as expired only adds what was spent and made: its hold was
+    given back then. The counters change in one sorted order, so that concurrent transactions
+    lock them in the same order and do not deadlock each other."""
+    if not settlements:
+        return
+    r = budget_reservations.c
+    ids = [s.reservation_id for s in settlements]
+    deleted = conn.execute(budget_reservations.delete().where(r.id.in_(ids)).returning(r.id))
+    held = {row.id for row in deleted}
+    changes: dict[tuple[str, str, datetime], list[int]] = {}
+    for s in settlements:
+        hold_usd, hold_images = (
+            (s.reserved_micro_usd, s.reserved_images) if s.reservation_id in held else (0, 0)
+        )
+        for counter in s.counters:
+            change = changes.setdefault(
+                (counter.subject, counter.window, counter.window_start), [0, 0, 0]
+            )
+            change[0] -= hold_usd
+            change[1] += s.spent_micro_usd
+            change[2] += s.made_images - hold_images
+    c = budget_counters.c
+    for (subject, window, start), (reserved, spent, images) in sorted(changes.items()):
+        conn.execute(
+            budget_counters.update()
+            .where(c.subject == subject, c.window == window, c.window_start == start)
+            .values(
+                reserved_micro_usd=c.reserved_micro_usd + reserved,
+                spent_micro_usd=c.spent_micro_usd + spent,
+                images=c.images + images,
+            )
+        )
+    rows = [
+        row
+        for s in settlements
+        for row in _ledger_rows(
+            s.counters,
+            "settle" if s.made_images or s.spent_micro_usd else "release",
+            s.spent_micro_usd,
+            s.made_images,
+        )
+    ]
+    if rows:
+        conn.execute(budget_ledger.insert(), rows)
 
 
 def _refusal(counter: BudgetCounter, over_money: bool) -> RateLimited:
@@ -145,38 +202,9 @@ class SqlBudgetRepository:
 
         await self._writes(work)
 
-    async def settle(
-        self,
-        reservation_id: str,
-        counters: Sequence[BudgetCounter],
-        reserved_micro_usd: int,
-        reserved_images: int,
-        spent_micro_usd: int,
-        made_images: int,
-    ) -> None:
+    async def settle(self, settlement: BudgetSettlement) -> None:
         """Turn a reservation into what was really spent and made (release: spent and made 0)."""
-
-        def work(conn: Connection) -> None:
-            c = budget_counters.c
-            held = conn.execute(
-                budget_reservations.delete().where(budget_reservations.c.id == reservation_id)
-            ).rowcount
-            # swept as expired (its process was presumed dead): the hold is already given back
-            hold_usd, hold_images = (reserved_micro_usd, reserved_images) if held else (0, 0)
-            for counter in counters:
-                conn.execute(
-                    budget_counters.update()
-                    .where(_match(counter))
-                    .values(
-                        reserved_micro_usd=c.reserved_micro_usd - hold_usd,
-                        spent_micro_usd=c.spent_micro_usd + spent_micro_usd,
-                        images=c.images - hold_images + made_images,
-                    )
-                )
-            kind = "settle" if made_images or spent_micro_usd else "release"
-            _ledger(conn, counters, kind, spent_micro_usd, made_images)
-
-        await self._writes(work)
+        await self._writes(lambda conn: settle_reservations(conn, [settlement]))
 
     async def release_expired(self, now: datetime) -> int:
         """Give back every hold past its expiry; how many."""

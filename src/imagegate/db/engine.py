@@ -17,7 +17,9 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
+from imagegate.db.outage import OutageAwarePool, database_unavailable, watch_for_outages
 from imagegate.errors import Unavailable
 from imagegate.settings import DatabaseSettings
 
@@ -45,9 +47,22 @@ def create_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
         engine = create_async_engine(url, echo=settings.echo)
         event.listen(engine.sync_engine, "connect", _tune_sqlite)
         return engine
-    return create_async_engine(
-        url, echo=settings.echo, pool_size=settings.pool_size, pool_pre_ping=True
+    connect_args: dict[str, Any] = {}
+    if parsed.get_driver_name() == "asyncpg":
+        connect_args = {
+            "timeout": settings.connect_timeout_seconds,
+            "command_timeout": settings.command_timeout_seconds,
+        }
+    engine = create_async_engine(
+        url,
+        echo=settings.echo,
+        pool_size=settings.pool_size,
+        pool_pre_ping=True,
+        poolclass=OutageAwarePool,
+        connect_args=connect_args,
     )
+    watch_for_outages(engine)
+    return engine
 
 
 T = TypeVar("T")
@@ -168,15 +183,19 @@ def insert_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -
 
 
 class SqlDatabase:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, timeout_seconds: float = 5.0) -> None:
         self._engine = engine
+        self._timeout = timeout_seconds
+        """A readiness probe answers within this, even when the server stopped answering."""
 
     async def ping(self) -> None:
         try:
-            async with self._engine.connect() as conn:
+            async with asyncio.timeout(self._timeout), self._engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
-        except (SQLAlchemyError, OSError) as exc:
-            raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
+        except Unavailable:
+            raise
+        except (SQLAlchemyError, OSError) as exc:  # TimeoutError is an OSError
+            raise database_unavailable(exc) from exc
 
 
 def _alembic_config(connection: Connection) -> Config:
@@ -189,7 +208,7 @@ def _alembic_config(connection: Connection) -> Config:
 MIGRATION_LOCK = 0x696D67_6D6967  # "img" "mig": the advisory lock id migrations hold
 
 
-async def upgrade_to_head(engine: AsyncEngine) -> None:
+async def upgrade_to_head(engine: AsyncEngine, connect_timeout_seconds: float = 10.0) -> None:
     """Apply every pending migration (idempotent).
 
     Processes that start together on one database (a rollout of N gateways and M workers)
@@ -197,9 +216,18 @@ async def upgrade_to_head(engine: AsyncEngine) -> None:
     exclusive lock on a file beside the database. The first applies the migrations, the others
     then find the schema at head and do nothing."""
     if engine.dialect.name == "postgresql":
-        async with engine.begin() as conn:
-            await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK})
-            await conn.run_sync(lambda sync: command.upgrade(_alembic_config(sync), "head"))
+        # A connection of its own, without the serving engine's command timeout: building an
+        # index on a large table may rightly take longer than any request should.
+        connect_args = {"timeout": connect_timeout_seconds} if engine.driver == "asyncpg" else {}
+        migrator = create_async_engine(engine.url, poolclass=NullPool, connect_args=connect_args)
+        watch_for_outages(migrator)
+        try:
+            async with migrator.begin() as conn:
+                take_lock = text("SELECT pg_advisory_xact_lock(:id)")
+                await conn.execute(take_lock, {"id": MIGRATION_LOCK})
+                await conn.run_sync(lambda sync: command.upgrade(_alembic_config(sync), "head"))
+        finally:
+            await migrator.dispose()
         return
     database = engine.url.database
     lock_path = f"{database}.migrate-lock" if database and database != ":memory:" else None

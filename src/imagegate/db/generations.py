@@ -4,7 +4,9 @@
 database does not hold. Concurrent callers share commits ("group commit"): one writer task
 drains everything waiting and writes it in a single transaction, which keeps SQLite's single
 writer busy with useful work instead of lock hand-offs. If a shared commit fails, each record is
-retried alone so one bad row cannot fail its neighbours.
+retried alone so one bad row cannot fail its neighbours; if the database cannot be reached,
+every waiter gets ``DatabaseUnavailable`` at once. A generation's budget settlement is part of
+its transaction: recorded and paid for together, or neither.
 """
 
 from __future__ import annotations
@@ -16,16 +18,17 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from imagegate.db.budgets import settle_reservations
 from imagegate.db.engine import TransactionRunner, insert_rows
 from imagegate.db.flights import release_flight
 from imagegate.db.job_results import finish_succeeded
 from imagegate.db.tables import cache_entries, events, generations, images
-from imagegate.errors import JobSuperseded, Unavailable
+from imagegate.errors import DatabaseUnavailable, ImagegateError, Unavailable
 from imagegate.models import (
     Attempt,
+    BudgetSettlement,
     CacheEntry,
     Event,
     FlightClaim,
@@ -45,6 +48,7 @@ class _Pending:
     cache_entry: CacheEntry | None
     flight: FlightClaim | None
     job: JobLink | None
+    settlement: BudgetSettlement | None
     done: asyncio.Future[None]
 
 
@@ -124,6 +128,7 @@ def _insert(conn: Connection, batch: list[_Pending]) -> None:
         conn,
         [(p.job, p.generation.id, p.generation.completed_at) for p in batch if p.job is not None],
     )
+    settle_reservations(conn, [p.settlement for p in batch if p.settlement is not None])
     entries = {  # the newest entry per key wins within a batch
         (p.cache_entry.scope, p.cache_entry.cache_key): (p.cache_entry, p.generation)
         for p in batch
@@ -151,6 +156,15 @@ def _insert(conn: Connection, batch: list[_Pending]) -> None:
     )
 
 
+def _answer(pending: _Pending, error: BaseException | None) -> None:
+    if pending.done.done():  # its caller was canceled
+        return
+    if error is None:
+        pending.done.set_result(None)
+    else:
+        pending.done.set_exception(error)
+
+
 class SqlGenerationRepository:
     """``writes`` runs each batch's transaction (see ``engine.TransactionRunner``); reads use
     the async ``engine``."""
@@ -167,9 +181,10 @@ class SqlGenerationRepository:
         cache_entry: CacheEntry | None = None,
         flight: FlightClaim | None = None,
         job: JobLink | None = None,
+        settlement: BudgetSettlement | None = None,
     ) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.put_nowait(_Pending(generation, cache_entry, flight, job, done))
+        self._pending.put_nowait(_Pending(generation, cache_entry, flight, job, settlement, done))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_forever(), name="generation-writer")
         await done
@@ -182,24 +197,26 @@ class SqlGenerationRepository:
             await self._write(batch)
 
     async def _write(self, batch: list[_Pending]) -> None:
+        """Write ``batch``; every waiter is answered, whatever happens (the writer never dies
+        and leaves its callers waiting)."""
         try:
             await self._writes(lambda conn: _insert(conn, batch))
-        except (SQLAlchemyError, JobSuperseded) as exc:
+        except DatabaseUnavailable as exc:
+            # each record alone would fail the same way, each after its own connect timeout
+            for pending in batch:
+                _answer(pending, DatabaseUnavailable(exc.message, retry_after=exc.retry_after))
+            return
+        except Exception as exc:
             if len(batch) > 1:
                 for one in batch:
                     await self._write([one])
                 return
-            done = batch[0].done
-            if not done.done():
-                done.set_exception(
-                    exc
-                    if isinstance(exc, JobSuperseded)
-                    else Unavailable(f"could not record generation: {type(exc).__name__}")
-                )
+            if not isinstance(exc, ImagegateError):
+                exc = Unavailable(f"could not record generation: {type(exc).__name__}")
+            _answer(batch[0], exc)
             return
         for pending in batch:
-            if not pending.done.done():
-                pending.done.set_result(None)
+            _answer(pending, None)
 
     async def aclose(self) -> None:
         """Finish writing what is queued, then stop the writer."""

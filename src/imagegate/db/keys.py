@@ -200,6 +200,13 @@ class SqlKeyRepository:
             )
             return bool(result.rowcount)
 
+    async def set_user_enhance_prompt(self, user_name: str, enhance: bool | None) -> bool:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                users.update().where(users.c.name == user_name).values(enhance_prompt=enhance)
+            )
+            return bool(result.rowcount)
+
     async def count_active_admin_keys(self) -> int:
         query = (
             sa.select(sa.func.count())
@@ -241,6 +248,7 @@ _USER_COLUMNS = (
     users.c.name,
     users.c.role,
     users.c.created_at,
+    users.c.enhance_prompt,
     *(users.c[name] for name in LIMIT_NAMES),
 )
 
@@ -254,4 +262,5 @@ def _to_user(row: Any, active_keys: int) -> UserRecord:
         created_at=_utc(m["created_at"]) or datetime.now(UTC),
         limits=Limits(*(m[name] for name in LIMIT_NAMES)),
         active_keys=active_keys,
+        enhance_prompt=m["enhance_prompt"],
     )

@@ -34,6 +34,8 @@ users = sa.Table(
             "images_per_day",
         )
     ),
+    # the user's own prompt-enhancement choice (0010); NULL = each model's default
+    sa.Column("enhance_prompt", sa.Boolean, nullable=True),
 )
 
 api_keys = sa.Table(

@@ -7,7 +7,7 @@ need no hook in the spine itself.
 from __future__ import annotations
 
 from imagegate.db.base import GenerationRepository
-from imagegate.models import CacheEntry, FlightClaim, Generation, JobLink
+from imagegate.models import BudgetSettlement, CacheEntry, FlightClaim, Generation, JobLink
 from imagegate.observability.metrics import Metrics
 
 
@@ -22,8 +22,9 @@ class MeteredGenerations:
         cache_entry: CacheEntry | None = None,
         flight: FlightClaim | None = None,
         job: JobLink | None = None,
+        settlement: BudgetSettlement | None = None,
     ) -> None:
-        await self._inner.record(generation, cache_entry, flight, job)
+        await self._inner.record(generation, cache_entry, flight, job, settlement)
         self._metrics.observe_generation(generation)
 
     async def get(self, generation_id: str) -> Generation | None:

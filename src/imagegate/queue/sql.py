@@ -117,6 +117,13 @@ def _job_row(job: Job) -> dict[str, Any]:
     }
 
 
+def _first_stage() -> sa.ColumnElement[str]:
+    """A claimed job starts at once: with the prompt enhancer if its request asks for it
+    (``JobService`` resolves the model's default at submit), else with the provider."""
+    asks = jobs.c.request["enhance_prompt"].as_boolean()
+    return sa.case((asks.is_(True), "enhancing"), else_="generating")
+
+
 def _owned(job_id: str, owner: str) -> sa.ColumnElement[bool]:
     return sa.and_(jobs.c.id == job_id, jobs.c.status == _RUNNING, jobs.c.lease_owner == owner)
 
@@ -243,7 +250,7 @@ class SqlJobQueue:
                     .where(jobs.c.id.in_(chosen))
                     .values(
                         status=_RUNNING,
-                        stage="generating",
+                        stage=_first_stage(),
                         lease_owner=owner,
                         lease_expires_at=lease_until,
                         attempts=jobs.c.attempts + 1,

@@ -7,6 +7,10 @@ requests). Every ``lease_seconds / 3`` it renews the leases of its running jobs;
 someone canceled, or one whose lease another worker took, is stopped. It also brings back the
 jobs of workers that died (their leases expired).
 
+While the database is down it keeps polling (one warning per outage, no crash), its running
+jobs wait to record how they ended (``JobRuns``), and it claims again as soon as the database
+answers: no restart needed.
+
 ``stop()`` (SIGTERM) makes it stop claiming; running jobs get ``shutdown_seconds`` to finish,
 then the rest are stopped and put back at their place in the queue for another worker.
 """
@@ -20,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from imagegate.container import Services
+from imagegate.errors import Unavailable
 from imagegate.models import Job, new_id
 from imagegate.services.job_runs import JobRuns
 from imagegate.services.jobs import JobService
@@ -53,6 +58,7 @@ class Worker:
         self._running: dict[str, tuple[Job, asyncio.Task[None]]] = {}
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
+        self._database_down = False
 
     @classmethod
     def for_services(cls, services: Services, name: str | None = None) -> Worker:
@@ -94,10 +100,23 @@ class Worker:
 
     async def _claim(self, free: int) -> list[Job]:
         try:
-            return await self._runs.claim(self.owner, free)
-        except Exception:  # the database is down for a moment: try again later
+            claimed = await self._runs.claim(self.owner, free)
+        except Unavailable as exc:  # the database is down for a moment: try again later
+            self._outage(exc)
+            return []
+        except Exception:
             log.exception("%s could not claim jobs", self.owner)
             return []
+        if self._database_down:
+            self._database_down = False
+            log.warning("%s: database reachable again, claiming jobs", self.owner)
+        return claimed
+
+    def _outage(self, exc: Unavailable) -> None:
+        """Say once per outage that the database is down (not a traceback every poll)."""
+        if not self._database_down:
+            self._database_down = True
+            log.warning("%s: %s; retrying every %ss", self.owner, exc.message, self._poll)
 
     async def _idle(self) -> None:
         self._wake.clear()
@@ -133,6 +152,8 @@ class Worker:
                 await self._runs.recover()
                 if self._maintenance is not None:
                     await self._maintenance()
+            except Unavailable as exc:
+                self._outage(exc)
             except Exception:
                 log.exception("%s could not renew its leases", self.owner)
 
@@ -143,6 +164,9 @@ class Worker:
         while True:
             try:
                 sent = await self._webhooks.send_due(self.owner)
+            except Unavailable as exc:
+                self._outage(exc)
+                sent = 0
             except Exception:
                 log.exception("%s could not send webhooks", self.owner)
                 sent = 0
@@ -173,7 +197,11 @@ class Worker:
             if task in pending:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-                await self._runs.release(job, self.owner)
+                try:
+                    await self._runs.release(job, self.owner)
+                except Unavailable as exc:  # its lease expires and another worker takes it
+                    log.warning("%s left job %s to its lease: %s", self.owner, job.id, exc.message)
+                    continue
                 log.warning("%s put job %s back in the queue at shutdown", self.owner, job.id)
 
 

@@ -2,7 +2,9 @@
 
 The estimate is reserved before any provider is called, atomically against every limit of the
 key and of its user (``BudgetRepository``), so concurrent requests can never overspend; the
-actual cost is settled after, and the reservation released on failure or cancellation. Cache
+actual cost is settled with the generation's record (one transaction), and the reservation
+released on failure or cancellation. A hold that cannot be released (the database is down, the
+process died) is given back when it expires. Cache
 hits and coalesced requests reserve nothing. Requests with no limits pay no database trip.
 Windows are calendar periods in UTC (the minute, the day, the month).
 """
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from imagegate.db.base import BudgetRepository
-from imagegate.models import BudgetCounter, Limits, Principal, new_id
+from imagegate.models import BudgetCounter, BudgetSettlement, Limits, Principal, new_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,16 +117,27 @@ class BudgetService:
         await self._budgets.reserve(reservation.id, counters, micro_usd, images, now + self._hold)
         return reservation
 
+    @staticmethod
+    def settlement(
+        reservation: Reservation | None, micro_usd: int, images: int
+    ) -> BudgetSettlement | None:
+        """What settling ``reservation`` writes: handed to the generation's record, so that
+        both are one transaction."""
+        if reservation is None:
+            return None
+        return BudgetSettlement(
+            reservation.id,
+            reservation.counters,
+            reservation.micro_usd,
+            reservation.images,
+            micro_usd,
+            images,
+        )
+
     async def settle(self, reservation: Reservation | None, micro_usd: int, images: int) -> None:
-        if reservation is not None:
-            await self._budgets.settle(
-                reservation.id,
-                reservation.counters,
-                reservation.micro_usd,
-                reservation.images,
-                micro_usd,
-                images,
-            )
+        settlement = self.settlement(reservation, micro_usd, images)
+        if settlement is not None:
+            await self._budgets.settle(settlement)
 
     async def release(self, reservation: Reservation | None) -> None:
         await self.settle(reservation, 0, 0)

@@ -18,7 +18,7 @@ from typing import Any
 from imagegate.cache.base import SemanticIndex, SemanticMatch
 from imagegate.catalog import ModelSpec
 from imagegate.db.base import GenerationRepository
-from imagegate.errors import ImagegateError, JobSuperseded, NotFound, StorageError, Unavailable
+from imagegate.errors import ImagegateError, NotFound, StorageError, Unavailable
 from imagegate.fingerprint import cache_key, normalize_request, picture_params, semantic_group
 from imagegate.models import (
     Attempt,
@@ -40,7 +40,7 @@ from imagegate.models import (
     new_id,
 )
 from imagegate.providers.base import ModelRouter
-from imagegate.services.budgets import BudgetService
+from imagegate.services.budgets import BudgetService, Reservation
 from imagegate.services.caching import CacheMode, ResultCache
 from imagegate.services.enhancer import PromptEnhancer
 from imagegate.services.lanes import ModelLanes, QueueWatch
@@ -135,6 +135,11 @@ class GenerationService:
     def enhancer_configured(self) -> bool:
         """Whether requests may ask for prompt enhancement (front ends show the toggle)."""
         return self._enhancer.configured
+
+    def enhanced_by_default(self) -> list[str]:
+        """The models whose requests are enhanced unless they say no (none without an
+        enhancer)."""
+        return sorted(s.name for s in self.available_models() if self._enhancer.wanted(s, None))
 
     def available_models(self) -> list[ModelSpec]:
         """Models a configured provider serves; others are never called."""
@@ -346,6 +351,8 @@ class GenerationService:
                 told = watch.on_enhancing if watch is not None else None
                 enhancement = await self._enhancer.apply(spec, normalized, told)
                 draft = enhancement.recorded_on(draft)
+                if watch is not None and watch.on_generating is not None:
+                    watch.on_generating()
                 if enhancement.fell_back:
                     entry = None  # the next identical request tries the enhancer again
                 sent = enhancement.request
@@ -353,7 +360,7 @@ class GenerationService:
                 result = await self._router.generate(spec, sent, attempts, prepared.check)
             delivered = await self._store_all(result.images, prepared)
         except BaseException as exc:
-            await asyncio.shield(self._budgets.release(reservation))
+            await asyncio.shield(self._give_back(reservation))
             if isinstance(exc, Exception):
                 failed = replace(draft, attempt_log=tuple(attempts))
                 await self._record_failure(failed, exc, started)
@@ -379,18 +386,17 @@ class GenerationService:
                 ),
             ),
         )
-        charged = True
+        settlement = self._budgets.settlement(
+            reservation, generation.cost_micro_usd, len(delivered)
+        )
         try:
-            await self._generations.record(generation, entry, flight, job)
-        except JobSuperseded:
-            charged = False  # the job was canceled: its result is discarded, not paid for
+            await self._generations.record(generation, entry, flight, job, settlement)
+        except BaseException:
+            # Nothing recorded, nothing paid (a superseded job's result is discarded). Had the
+            # record committed after all (its answer lost with the connection), this finds the
+            # hold already settled and gives back nothing.
+            await asyncio.shield(self._give_back(reservation))
             raise
-        finally:
-            await asyncio.shield(
-                self._budgets.settle(reservation, generation.cost_micro_usd, len(delivered))
-                if charged
-                else self._budgets.release(reservation)
-            )
         self._thumbnails.submit(generation.images)  # recorded: their thumbnails can be made
         if entry is not None:
             await self._cache.remember(entry, _shared(GenerationResult(generation, delivered, "")))
@@ -448,6 +454,12 @@ class GenerationService:
             url = self._blobs.url_for(image.storage_key)
             delivered.append(DeliveredImage(image=image, url=url, data=data))
         return tuple(delivered)
+
+    async def _give_back(self, reservation: Reservation | None) -> None:
+        """Release a hold; if the database cannot be reached now, it is given back when it
+        expires (the caller's own error is the one worth reporting)."""
+        with contextlib.suppress(Unavailable):
+            await self._budgets.release(reservation)
 
     async def _verified_uploads(self, request: GenerationRequest) -> GenerationRequest:
         """Reference images and mask with their type read from their bytes, turned upright by

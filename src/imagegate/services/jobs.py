@@ -173,7 +173,7 @@ class JobService:
                 "Jobs take generation requests only; send edits to /v1/images/edits.",
                 param="image",
             )
-        spec, _ = self._generations.resolve(request)  # bad requests are refused now, not later
+        spec, normalized = self._generations.resolve(request)  # bad requests: refused now
         if options.webhook_url:
             await self._check_webhook(principal, options.webhook_url)
         unknown = set(options.webhook_events) - set(WEBHOOK_EVENTS)
@@ -187,7 +187,13 @@ class JobService:
             user_id=principal.user_id,
             key_id=principal.key_id,
             model=spec.name,
-            request=replace(request, model=spec.name),
+            # Enhancement resolved now (the model's default, if not asked), so the claim knows
+            # the job starts with the prompt enhancer (its first stage).
+            request=replace(
+                request,
+                model=spec.name,
+                enhance_prompt=True if normalized.enhance_prompt else request.enhance_prompt,
+            ),
             cache_mode=options.cache_mode.value,
             status=JobStatus.QUEUED,
             created_at=datetime.now(UTC),

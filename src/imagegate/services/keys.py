@@ -150,6 +150,12 @@ class KeyService:
         self._verified.clear()
         self._by_id.clear()
 
+    async def set_enhance_prompt(self, user_name: str, enhance: bool | None) -> None:
+        """A user's own prompt-enhancement choice, kept for their next requests (None: each
+        model's default)."""
+        if not await self._keys.set_user_enhance_prompt(user_name, enhance):
+            raise NotFound(f"No user {user_name!r}.", param="user")
+
     async def list_users(self, limit: int = 500) -> list[UserRecord]:
         """Users by name with their count of active keys (the admin pages)."""
         return await self._keys.list_users(limit)

@@ -57,6 +57,9 @@ class QueueWatch:
     on_enhancing: Callable[[], None] | None = None
     """Called after ``on_start`` when the prompt goes to the prompt enhancer first (not for
     cache hits, nor when no enhancement is asked for or configured)."""
+    on_generating: Callable[[], None] | None = None
+    """Called after ``on_start`` (and after the prompt enhancer, if it was asked) as the
+    request goes to the provider."""
 
 
 @dataclass(frozen=True, slots=True)

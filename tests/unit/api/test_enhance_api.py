@@ -190,6 +190,7 @@ async def test_the_enhancer_down_falls_back(fakes: Fakes, tmp_path: Path) -> Non
         assert fakes.prompts_drawn() == [PROMPT]
         generation = await _generation(app, response.headers["x-imagegate-generation-id"])
         assert generation["prompt_enhancement"] == {"status": "fallback", "reason": "error"}
+        assert "prompt_enhancement_fallback" in await _event_types(app, generation["id"])
 
 
 async def test_a_models_default_applies_unless_the_request_says_no(

@@ -83,4 +83,44 @@ async def test_readiness_is_503_when_the_database_is_unreachable(settings: Setti
     body = response.json()
     assert body["status"] == "unavailable"
     assert body["checks"]["storage"] == "ok"
-    assert "database unavailable" in body["checks"]["database"]
+    assert "database is unavailable" in body["checks"]["database"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/v1/images/generations", {"prompt": "fox", "size": "256x256"}),
+        ("POST", "/v1/jobs", {"prompt": "fox", "size": "256x256"}),
+        ("GET", "/v1/usage", None),
+    ],
+)
+async def test_requests_are_503_database_unavailable_while_the_database_is_unreachable(
+    settings: Settings, method: str, path: str, body: dict[str, str] | None
+) -> None:
+    unreachable = settings.model_copy(
+        update={
+            "database": DatabaseSettings(
+                url="postgresql+asyncpg://nobody@127.0.0.1:9/none", auto_migrate=False
+            )
+        }
+    )
+    async with build_services(unreachable) as services:
+        transport = httpx.ASGITransport(app=create_app(services))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.request(
+                method, path, json=body, headers={"Authorization": "Bearer ig_" + "x" * 43}
+            )
+            # with an Idempotency-Key the key is looked up in a middleware, outside the routes
+            replayable = await client.request(
+                method,
+                path,
+                json=body,
+                headers={"Authorization": "Bearer ig_" + "x" * 43, "Idempotency-Key": "k1"},
+            )
+    for answer in (response, replayable):
+        assert answer.status_code == 503
+        assert answer.headers["retry-after"] == "2"
+        error = answer.json()["error"]
+        assert error["code"] == "database_unavailable"
+        assert error["type"] == "server_error"
+        assert "127.0.0.1" not in error["message"]
