@@ -4,7 +4,10 @@ Three processes share this 2-core machine: the OpenAI fake (``python -m tests.fa
 answers at once with a precomputed image), one ``imagegate serve`` process (SQLite, local disk,
 every request verified, stored and recorded), and wrk. Each row is a 10 s run after a warm-up.
 
-    python bench/bench_overhead.py [--duration 10] [--concurrency 1 16 64]
+    python bench/bench_overhead.py [--duration 10] [--concurrency 1 16 64] [--rss]
+
+With ``--rss``, also the gateway process's resident memory at rest and its peak (Linux
+``VmHWM``) after each concurrency's run.
 """
 
 from __future__ import annotations
@@ -75,9 +78,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--rss", action="store_true", help="report the gateway's peak RSS")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
+    from bench.bench_http import peak_rss_mib  # bench_http imports this module
 
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -91,6 +96,7 @@ def main() -> None:
         direct_url = f"http://127.0.0.1:{fake_port}/v1/images/generations"
         run_wrk(gateway_url, gateway_script, 4, 2)  # warm-up
         run_wrk(direct_url, direct_script, 4, 2)
+        peaks = [f"after the warm-up: {peak_rss_mib(server.pid):.1f} MiB"]
         print("| path | concurrency | req/s | p50 ms | p99 ms | non-2xx |")
         print("|---|---:|---:|---:|---:|---:|")
         for concurrency in args.concurrency:
@@ -104,6 +110,9 @@ def main() -> None:
                     f"| {r['p99_ms']:.2f} | {r['errors']:.0f} |",
                     flush=True,
                 )
+            peaks.append(f"after c{concurrency}: {peak_rss_mib(server.pid):.1f} MiB")
+        if args.rss:
+            print("peak RSS of the gateway (VmHWM) " + ", ".join(peaks))
 
 
 if __name__ == "__main__":
