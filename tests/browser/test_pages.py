@@ -60,3 +60,31 @@ def test_pages_follow_the_systems_dark_theme(browser: Any, gateway: Gateway) -> 
         finally:
             context.close()
     assert backgrounds == {"light": "rgb(250, 250, 250)", "dark": "rgb(23, 23, 27)"}
+
+
+def test_generate_and_search_work_with_javascript_off(browser: Any, gateway: Gateway) -> None:
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport=DESKTOP, java_script_enabled=False)
+    context.set_default_timeout(15_000)
+    try:
+        page = context.new_page()
+        sign_in(page, gateway, gateway.other_key)
+        page.goto(gateway.base_url + "/generate")
+        page.get_by_label("Prompt").fill("a lantern without scripts")
+        page.get_by_label("Size").fill("256x256")
+        page.get_by_role("button", name="Generate").click()  # a plain form post, then waits
+        expect(page.get_by_role("heading", name="Result (miss)")).to_be_visible()
+        expect(page.locator("#server-result img")).to_have_attribute(
+            "alt", "a lantern without scripts"
+        )
+        screenshot(page, "generate-no-js")
+        page.goto(gateway.base_url + "/")
+        page.get_by_label("Search prompts").fill("lantern")
+        page.get_by_role("button", name="Search").click()
+        assert page.url.endswith("/?q=lantern&model=&tag=&from=")
+        expect(page.locator("#gallery img.pic")).to_have_attribute(
+            "alt", "A lantern without scripts"
+        )
+    finally:
+        context.close()
