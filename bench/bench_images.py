@@ -211,7 +211,8 @@ class Corpus:
                 (generation_id, user, None, model, provider, model, prompts[made], params,
                  os.urandom(32).hex(), outcome, n, 1, "[]", r.randint(800, 20_000), cost,
                  0 if outcome != "generated" else cost, cost if outcome != "generated" else 0,
-                 None, None, created, created + timedelta(seconds=r.randint(1, 20)), None, None)
+                 None, None, created, created + timedelta(seconds=r.randint(1, 20)), None,
+                 None)  # source_generation_id, enhanced_prompt (0009)
             )  # fmt: skip
             for position in range(n):
                 image_id = os.urandom(16).hex()
@@ -526,14 +527,15 @@ def web(server: ServerProcess, seeded: Seeded, args: argparse.Namespace, folder:
                 js += len(client.get(src.decode()).content)
             for inline in re.findall(rb"<script(?![^>]*src=)[^>]*>(.*?)</script>", html, re.S):
                 js += len(inline)
-            thumbs = html.count(b"<img")
+            thumbs = html.count(b'class="pic"')
             print(f"| {name} | {response.status_code} | {len(html):,} | {css:,} | {js:,} | "
                   f"{len(html) + css + js:,} | {thumbs} |")  # fmt: skip
         signed.close()
         admin.close()
     script = get_script(folder, "gallery", {"Cookie": cookie}, ["/"])
     run_wrk(server.base_url, script, 1, 1)
-    print(f"\nWeb gallery first page ({gallery.text.count('<img')} thumbnails), signed in:")
+    tiles = gallery.text.count('class="pic"')
+    print(f"\nWeb gallery first page ({tiles} thumbnails), signed in:")
     print("| concurrency | p50 ms | p99 ms | req/s |")
     print("|---:|---:|---:|---:|")
     for concurrency in args.concurrency:
