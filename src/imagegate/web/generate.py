@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from imagegate.catalog import ModelSpec, nearest_aspect_ratio
 from imagegate.errors import ImagegateError
 from imagegate.models import GenerationRequest, InputImage
 from imagegate.services.caching import CacheMode
@@ -23,11 +24,23 @@ MAX_N = 4
 MAX_REFERENCES = 16
 
 
+def size_choices(spec: ModelSpec) -> list[tuple[str, str]]:
+    """(value, label) of each size the model offers. A model that takes aspect ratios draws
+    each size at its nearest ratio, and the label says which: "1536x1024 (drawn at 4:3)"."""
+    if not spec.aspect_ratios:
+        return [(str(size), str(size)) for size in spec.sizes]
+    return [
+        (str(size), f"{size} (drawn at {nearest_aspect_ratio(size, spec.aspect_ratios)})")
+        for size in spec.sizes
+    ]
+
+
 def _form_context(request: Request, form: dict[str, str]) -> dict[str, Any]:
     generations = _services(request).generations
     models = list(generations.available_models())
     return {
         "models": models,
+        "size_choices": {spec.name: size_choices(spec) for spec in models},
         "form": form,
         "max_n": MAX_N,
         "enhancer": generations.enhancer_configured,

@@ -119,3 +119,29 @@ async def test_reference_images_work_without_javascript_too(
         assert image.size == (256, 256)
     plain = await client.post("/generate", data=form)  # the same without the reference
     assert plain.text.split('<img src="', 1)[1].split('"', 1)[0] != src
+
+
+async def test_a_model_that_takes_aspect_ratios_offers_sizes_labelled_with_the_ratio_drawn(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        public_url="http://testserver",
+        providers={"google": {"kind": "google", "api_key": "test-key"}},  # type: ignore[dict-item]
+    )
+    async with build_services(settings) as services:
+        transport = httpx.ASGITransport(app=create_app(services))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as web:
+            key = (await services.keys.create("user-g", Role.USER)).secret
+            await _signed_in_token(web, key)
+            page = (await web.get("/generate")).text
+    imagen = page.split('<option value="imagen-4.0-generate-001"', 1)[1].split("</option>", 1)[0]
+    labels = imagen.split('data-size-labels="', 1)[1].split('"', 1)[0].split("|")
+    assert labels[:3] == [
+        "1024x1024 (drawn at 1:1)",
+        "1536x1024 (drawn at 4:3)",
+        "1024x1536 (drawn at 3:4)",
+    ]
+    assert imagen.endswith("imagen-4.0-generate-001 (1:1, 3:4, 4:3, 9:16, 16:9)")
+    builtin = page.split('<option value="builtin"', 1)[1].split("</option>", 1)[0]
+    assert 'data-size-labels="256x256|512x512' in builtin  # sizes as they are

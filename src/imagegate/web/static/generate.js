@@ -33,16 +33,19 @@
   }
 
   // Sizes and qualities offered for the chosen model.
-  function fill(listId, values) {
+  function fill(listId, values, labels) {
     var list = $(listId);
-    list.replaceChildren.apply(list, values.map(function (v) {
-      var o = document.createElement("option"); o.value = v; return o;
+    list.replaceChildren.apply(list, values.map(function (v, i) {
+      var o = document.createElement("option"); o.value = v;
+      if (labels && labels[i] && labels[i] !== v) o.label = labels[i];
+      return o;
     }));
   }
   function modelChanged() {
     var chosen = model.selectedOptions[0];
     if (!chosen) return;
-    fill("size-choices", (chosen.dataset.sizes || "").split(" ").filter(Boolean));
+    fill("size-choices", (chosen.dataset.sizes || "").split(" ").filter(Boolean),
+      (chosen.dataset.sizeLabels || "").split("|"));
     fill("quality-choices", (chosen.dataset.qualities || "").split(" ").filter(Boolean));
     $("n").max = chosen.dataset.maxN || $("n").max;
     $("size").placeholder = "model default: " + (chosen.dataset.size || "");
