@@ -343,7 +343,8 @@ def _size(n: int) -> str:
 CATEGORY_LABELS = {
     "orphan_blobs": "Orphan files (no image refers to them)",
     "young_orphans_kept": "Young orphan files (kept: may be a write in flight)",
-    "missing_blobs": "Images whose file is missing (reported only)",
+    "repaired_thumbnails": "Missing thumbnails made again from their image",
+    "missing_blobs": "Images whose file is missing (reported only: cannot be repaired)",
     "expired_cache_entries": "Expired cache entries",
     "expired_images": "Images past the retention period (unpinned)",
 }
