@@ -138,6 +138,7 @@ class SqliteThread:
         self._engine = sa.create_engine(sync_url, echo=settings.echo, pool_size=1, max_overflow=0)
         event.listen(self._engine, "connect", _tune_sqlite)
         self._jobs: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
+        self._closed = False
         self._thread = threading.Thread(target=self._serve, name=f"sqlite-{name}", daemon=True)
         self._thread.start()
 
@@ -156,6 +157,8 @@ class SqliteThread:
                 _answer_from_thread(loop, _set_result, future, result)
 
     def _submit(self, work: Callable[[], T]) -> asyncio.Future[T]:
+        if self._closed:  # as an executor after shutdown: an error, not a wait forever
+            raise RuntimeError("SqliteThread is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._jobs.put((loop, future, work))
@@ -165,7 +168,10 @@ class SqliteThread:
         return await self._submit(functools.partial(self._in_transaction, work))
 
     async def aclose(self) -> None:
+        if self._closed:
+            return
         await self._submit(self._engine.dispose)
+        self._closed = True
         self._jobs.put(None)
         await asyncio.to_thread(self._thread.join)
 
