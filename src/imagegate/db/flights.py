@@ -93,10 +93,11 @@ class SqlFlightRepository:
         def attempt(conn: Connection) -> ClaimOutcome:
             if since is not None and conn.execute(_CACHED, {**key, "p_now": now}).first():
                 return ClaimOutcome.CACHED  # finished since this request last looked
-            if conn.execute(_TAKE_OVER, take).rowcount:
+            # The insert first: a key nobody holds (nearly every claim) costs one statement.
+            if conn.execute(_insert_if_absent(conn), take).rowcount:
                 return ClaimOutcome.CLAIMED
-            inserted = conn.execute(_insert_if_absent(conn), take).rowcount
-            return ClaimOutcome.CLAIMED if inserted else ClaimOutcome.HELD
+            taken = conn.execute(_TAKE_OVER, take).rowcount
+            return ClaimOutcome.CLAIMED if taken else ClaimOutcome.HELD
 
         return await self._writes(attempt)
 
@@ -140,7 +141,24 @@ _RELEASE = flights.delete().where(_SAME_KEY, flights.c.owner == sa.bindparam("p_
 
 def release_flight(conn: Connection, scope: str, cache_key: str, owner: str) -> None:
     """End a claim (used inside the generation's own transaction on success)."""
-    conn.execute(_RELEASE, {"p_scope": scope, "p_cache_key": cache_key, "p_owner": owner})
+    release_flights(conn, [(scope, cache_key, owner)])
+
+
+_SQLITE_RELEASE = "DELETE FROM flights WHERE scope = ? AND cache_key = ? AND owner = ?"
+
+
+def release_flights(conn: Connection, claims: list[tuple[str, str, str]]) -> None:
+    """End each (scope, cache key, owner) claim in one statement; on SQLite straight to the
+    driver (plain strings: no type processing to skip), see ``engine.insert_rows``."""
+    if not claims:
+        return
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(_SQLITE_RELEASE, claims)
+        return
+    conn.execute(
+        _RELEASE,
+        [{"p_scope": scope, "p_cache_key": key, "p_owner": owner} for scope, key, owner in claims],
+    )
 
 
 def _aware(value: datetime) -> datetime:

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from imagegate.db.budgets import settle_reservations
 from imagegate.db.engine import TransactionRunner, insert_rows
-from imagegate.db.flights import release_flight
+from imagegate.db.flights import release_flights
 from imagegate.db.job_results import finish_succeeded
 from imagegate.db.tables import cache_entries, events, generations, images
 from imagegate.errors import DatabaseUnavailable, ImagegateError, Unavailable
@@ -120,10 +120,10 @@ def _insert(conn: Connection, batch: list[_Pending]) -> None:
     insert_rows(conn, generations, [_generation_row(g) for g in records])
     insert_rows(conn, images, [row for g in records for row in _image_rows(g)])
     insert_rows(conn, events, [row for g in records for row in _event_rows(g)])
-    for pending in batch:
-        if pending.flight is not None:
-            flight = pending.flight
-            release_flight(conn, flight.scope, flight.cache_key, flight.owner)
+    release_flights(
+        conn,
+        [(f.scope, f.cache_key, f.owner) for p in batch if (f := p.flight) is not None],
+    )
     finish_succeeded(
         conn,
         [(p.job, p.generation.id, p.generation.completed_at) for p in batch if p.job is not None],
@@ -134,26 +134,26 @@ def _insert(conn: Connection, batch: list[_Pending]) -> None:
         for p in batch
         if p.cache_entry is not None
     }
-    for (scope, key), _ in entries.items():
+    rows = [
+        {
+            "scope": entry.scope,
+            "cache_key": entry.cache_key,
+            "generation_id": generation.id,
+            "created_at": generation.completed_at,
+            "expires_at": entry.expires_at,
+        }
+        for entry, generation in entries.values()
+    ]
+    if conn.dialect.name == "sqlite":  # the same replacement, in one statement
+        insert_rows(conn, cache_entries, rows, replace=True)
+        return
+    for scope, key in entries:
         conn.execute(
             cache_entries.delete().where(
                 cache_entries.c.scope == scope, cache_entries.c.cache_key == key
             )
         )
-    insert_rows(
-        conn,
-        cache_entries,
-        [
-            {
-                "scope": entry.scope,
-                "cache_key": entry.cache_key,
-                "generation_id": generation.id,
-                "created_at": generation.completed_at,
-                "expires_at": entry.expires_at,
-            }
-            for entry, generation in entries.values()
-        ],
-    )
+    insert_rows(conn, cache_entries, rows)
 
 
 def _answer(pending: _Pending, error: BaseException | None) -> None:

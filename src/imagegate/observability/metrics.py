@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -64,6 +65,9 @@ class _LiveState(Collector):
 
 class Metrics:
     def __init__(self) -> None:
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        """Each metric's child per label values: ``labels()`` checks and locks on every call,
+        several times per request; the label sets are bounded (see the module's docstring)."""
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.http_seconds = Histogram(
@@ -118,30 +122,37 @@ class Metrics:
     ) -> None:
         self.registry.register(_LiveState(lanes, breakers))
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def observe_http(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.http_seconds.labels(route, method, str(status)).observe(seconds)
+        self._child(self.http_seconds, route, method, str(status)).observe(seconds)
 
     def observe_queue_wait(self, model: str, seconds: float) -> None:
-        self.queue_wait.labels(model).observe(seconds)
+        self._child(self.queue_wait, model).observe(seconds)
 
     def observe_generation(self, generation: Generation) -> None:
         model = generation.model
         provider = generation.provider or "none"
         outcome = generation.outcome.value
-        self.generation_seconds.labels(model, provider, outcome).observe(
+        self._child(self.generation_seconds, model, provider, outcome).observe(
             generation.latency_ms / 1000
         )
         for attempt in generation.attempt_log:
-            self.upstream_attempts.labels(attempt.target, attempt.outcome).inc()
+            self._child(self.upstream_attempts, attempt.target, attempt.outcome).inc()
             if attempt.error is not None:
-                self.upstream_errors.labels(attempt.target, attempt.error).inc()
+                self._child(self.upstream_errors, attempt.target, attempt.error).inc()
         cache = _CACHE.get(generation.outcome)
         if cache is not None:
-            self.cache.labels(cache).inc()
+            self._child(self.cache, cache).inc()
         if generation.cost_micro_usd:
-            self.spend.labels(model).inc(generation.cost_micro_usd / 1_000_000)
+            self._child(self.spend, model).inc(generation.cost_micro_usd / 1_000_000)
         if generation.saved_cost_micro_usd:
-            self.saved.labels(model).inc(generation.saved_cost_micro_usd / 1_000_000)
+            self._child(self.saved, model).inc(generation.saved_cost_micro_usd / 1_000_000)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

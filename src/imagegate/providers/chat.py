@@ -16,7 +16,7 @@ import orjson
 
 from imagegate.errors import ProviderError
 from imagegate.providers.base import ChatAnswer
-from imagegate.providers.http import HttpReply, UpstreamClient, raise_for_status
+from imagegate.providers.http import HttpReply, UpstreamClient, raise_for_status, upstream_url
 from imagegate.settings import EnhancerSettings
 
 CHARS_PER_TOKEN = 2
@@ -44,9 +44,8 @@ def build_chat_request(settings: EnhancerSettings, prompt: str) -> httpx.Request
         "n": 1,
         "stream": False,
     }
-    return httpx.Request(
-        "POST", f"{base}/chat/completions", headers=headers, content=orjson.dumps(body)
-    )
+    url = upstream_url(f"{base}/chat/completions")
+    return httpx.Request("POST", url, headers=headers, content=orjson.dumps(body))
 
 
 def parse_chat_reply(reply: HttpReply) -> ChatAnswer:

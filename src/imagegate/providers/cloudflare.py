@@ -33,7 +33,13 @@ from imagegate.errors import (
 )
 from imagegate.models import NormalizedRequest, ProviderResult, RawImage, RequestKind
 from imagegate.providers.base import single_reference_image
-from imagegate.providers.http import HttpProvider, HttpReply, UpstreamClient, raise_for_status
+from imagegate.providers.http import (
+    HttpProvider,
+    HttpReply,
+    UpstreamClient,
+    raise_for_status,
+    upstream_url,
+)
 from imagegate.settings import ProviderSettings
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com"
@@ -114,7 +120,7 @@ def build_request(
     base = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
     return httpx.Request(
         "POST",
-        f"{base}/client/v4/accounts/{account}/ai/run/{spec.upstream_model}",
+        upstream_url(f"{base}/client/v4/accounts/{account}/ai/run/{spec.upstream_model}"),
         headers={"authorization": f"Bearer {_secret(settings)}"},
         json=body,
     )
@@ -162,7 +168,7 @@ def build_worker_request(
     key = _secret(settings)
     headers = {"authorization": f"Bearer {key}"} if key else {}
     if settings.method == "POST":
-        return httpx.Request("POST", url, headers=headers, json=fields)
+        return httpx.Request("POST", upstream_url(url), headers=headers, json=fields)
     # copy_merge_params keeps a query the URL already has (a ?token=... some Workers use).
     query = {
         name: str(value).lower() if isinstance(value, bool) else str(value)

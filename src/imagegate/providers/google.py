@@ -51,6 +51,7 @@ from imagegate.providers.http import (
     UpstreamClient,
     raise_for_status,
     retry_after_seconds,
+    upstream_url,
 )
 from imagegate.settings import ProviderSettings
 
@@ -69,7 +70,7 @@ def build_request(
     body = style.build_body(request, target, settings.kind == "vertex")
     return httpx.Request(
         "POST",
-        _model_url(settings, target.spec.upstream_model, style.method),
+        upstream_url(_model_url(settings, target.spec.upstream_model, style.method)),
         headers={"content-type": "application/json", **_auth_headers(settings)},
         content=orjson.dumps(body),
     )

@@ -42,7 +42,13 @@ from imagegate.models import (
     RawImage,
     RequestKind,
 )
-from imagegate.providers.http import HttpProvider, HttpReply, UpstreamClient, raise_for_status
+from imagegate.providers.http import (
+    HttpProvider,
+    HttpReply,
+    UpstreamClient,
+    raise_for_status,
+    upstream_url,
+)
 from imagegate.settings import ProviderSettings
 
 OPENAI_API_BASE = "https://api.openai.com/v1"
@@ -86,14 +92,14 @@ def build_request(
     if request.kind is RequestKind.EDIT:
         return httpx.Request(
             "POST",
-            f"{base}/images/edits",
+            upstream_url(f"{base}/images/edits"),
             headers=headers,
             data={name: _form_value(value) for name, value in fields.items()},
             files=_edit_files(request, target.spec),
         )
     return httpx.Request(
         "POST",
-        f"{base}/images/generations",
+        upstream_url(f"{base}/images/generations"),
         headers={**headers, "content-type": "application/json"},
         content=orjson.dumps(fields),
     )

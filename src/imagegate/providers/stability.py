@@ -33,7 +33,13 @@ from imagegate.errors import (
 )
 from imagegate.models import InputImage, NormalizedRequest, ProviderResult, RawImage, RequestKind
 from imagegate.providers.base import single_reference_image
-from imagegate.providers.http import HttpProvider, HttpReply, UpstreamClient, raise_for_status
+from imagegate.providers.http import (
+    HttpProvider,
+    HttpReply,
+    UpstreamClient,
+    raise_for_status,
+    upstream_url,
+)
 from imagegate.settings import ProviderSettings
 
 DEFAULT_BASE_URL = "https://api.stability.ai"
@@ -122,7 +128,7 @@ def build_request(
     base = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
     return httpx.Request(
         "POST",
-        f"{base}/v2beta/stable-image/generate/{endpoint.path}",
+        upstream_url(f"{base}/v2beta/stable-image/generate/{endpoint.path}"),
         headers={"authorization": f"Bearer {_api_key(settings)}", "accept": "application/json"},
         files=parts,
     )

@@ -49,7 +49,13 @@ from imagegate.services.thumbnails import Thumbnails
 from imagegate.services.traffic import TrafficService
 from imagegate.settings import EnhancerSettings
 from imagegate.storage.base import BlobStore, content_key
-from imagegate.storage.images import PreparedImage, prepare, thumbnail_key_for, verify_upload
+from imagegate.storage.images import (
+    PreparedImage,
+    cheap_to_prepare,
+    prepare,
+    thumbnail_key_for,
+    verify_upload,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -544,8 +550,10 @@ class _Prepared:
     async def _prepare(self, raw: RawImage) -> PreparedImage:
         request = self.request
         args = (raw.data, request.output_format, request.output_compression, self._max_pixels)
-        # Checking the bytes takes from microseconds (a PNG's CRCs) to milliseconds (a
-        # conversion): off the event loop, since a conversion would stall it.
+        # Checking the bytes takes from microseconds (a small PNG's CRCs) to milliseconds (a
+        # conversion): the cheap ones on the loop, the others off it, since they would stall it.
+        if cheap_to_prepare(raw.data, request.output_format):
+            return prepare(*args)
         return await asyncio.to_thread(prepare, *args)
 
 

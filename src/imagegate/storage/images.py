@@ -116,6 +116,22 @@ def prepare(
         return PreparedImage(encode(image, output_format, compression), width, height)
 
 
+INLINE_CHECK_BYTES = 256 * 1024
+"""Up to this size a PNG or WebP already in the asked format is checked on the event loop: its
+check (CRCs, a RIFF size) takes tens of microseconds there, less than the thread hop it would
+otherwise cost. Larger images, JPEG (decoded at 1/8 scale) and conversions go to a thread."""
+
+_MAGIC = {OutputFormat.PNG: b"\x89PNG\r\n\x1a\n", OutputFormat.WEBP: b"RIFF"}
+
+
+def cheap_to_prepare(data: bytes, output_format: OutputFormat) -> bool:
+    """Whether ``prepare(data, output_format, ...)`` is only a cheap structural check."""
+    magic = _MAGIC.get(output_format)
+    if magic is None or len(data) > INLINE_CHECK_BYTES or not data.startswith(magic):
+        return False
+    return output_format is not OutputFormat.WEBP or data[8:12] == b"WEBP"
+
+
 def check_whole(image: Image.Image, data: bytes) -> None:
     """Refuse a truncated or corrupt ``image`` (opened from ``data``) cheaply; spends ``image``.
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import io
+import random
 import struct
 import zlib
 
@@ -12,6 +13,8 @@ from imagegate.errors import InvalidRequest, ProviderError
 from imagegate.models import OutputFormat
 from imagegate.storage.base import is_valid_key
 from imagegate.storage.images import (
+    INLINE_CHECK_BYTES,
+    cheap_to_prepare,
     detail_window,
     encode,
     inspect_upload,
@@ -40,6 +43,23 @@ def test_other_formats_are_converted(output_format: OutputFormat, pil_name: str)
     with Image.open(io.BytesIO(prepared.data)) as image:
         assert image.format == pil_name
         assert image.size == (64, 48)
+
+
+def test_only_small_pngs_and_webps_in_the_asked_format_count_as_cheap_to_prepare() -> None:
+    """What the service checks on the event loop instead of a thread: never a conversion."""
+    png = _png()
+    webp = encode(Image.new("RGB", (64, 48)), OutputFormat.WEBP, 80)
+    jpeg = encode(Image.new("RGB", (64, 48)), OutputFormat.JPEG, 80)
+    noise = Image.frombytes("RGB", (400, 300), random.Random(7).randbytes(400 * 300 * 3))
+    large = encode(noise, OutputFormat.PNG, None)
+    assert len(large) > INLINE_CHECK_BYTES
+    assert cheap_to_prepare(png, OutputFormat.PNG)
+    assert cheap_to_prepare(webp, OutputFormat.WEBP)
+    assert not cheap_to_prepare(png, OutputFormat.WEBP)  # a conversion
+    assert not cheap_to_prepare(webp, OutputFormat.PNG)
+    assert not cheap_to_prepare(jpeg, OutputFormat.JPEG)  # decoded at 1/8 scale: not cheap
+    assert not cheap_to_prepare(large, OutputFormat.PNG)
+    assert not cheap_to_prepare(b"RIFF\x00\x00\x00\x00WAVE", OutputFormat.WEBP)
 
 
 def test_rgba_converts_to_jpeg() -> None:
