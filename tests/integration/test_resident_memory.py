@@ -44,6 +44,7 @@ NEVER_ON_THE_DEFAULTS = {
     "jinja2": "the Web UI's templates, before a page is asked",
     "PIL.TiffImagePlugin": "Pillow's other format plugins (TIFF stands for them all)",
     "alembic": "migrations, on a database already at head",
+    "limits": "the rate-limit library (with all its storage backends), on in-memory limits",
 }
 
 
