@@ -9,7 +9,7 @@ it with wrk (Debian package ``wrk``) on loopback:
 - ``first``: the first page (50, the API's default), newest first;
 - ``deep``: a page from a cursor 90% of the way down the caller's images;
 - ``filtered``: model + a 30-day ``from``/``to`` window + a tag;
-- ``search``: ``q=`` with two words (prompt full-text search), and one with a common word;
+- ``search``: ``q=`` with two words (prompt full-text search), one common word and one rare;
 
 each as the heavy user who owns ``--share`` of all images (owner-scoped), and the first, deep
 and search pages as an admin (everyone's). Then a mixed load of all of them at concurrency 64
@@ -22,6 +22,7 @@ Zipf-like frequencies (so words range from very common to rare), 0-3 tags per im
 
     python bench/bench_images.py [--rows 1000000] [--sqlite-rows 200000] [--duration 5]
         [--concurrency 1 16] [--skip-sqlite] [--skip-postgres] [--explain]
+        [--database bench_images] [--keep | --seed-only | --reuse]
 """
 
 from __future__ import annotations
@@ -136,6 +137,7 @@ TAGS = _split(
 
 SEARCH_TWO = "fox snow"
 SEARCH_COMMON = "golden"
+SEARCH_RARE = "unicorn"
 FILTER_MODEL = "gpt-image-1"
 FILTER_TAG = "wallpaper"
 
@@ -209,7 +211,8 @@ class Corpus:
                 (generation_id, user, None, model, provider, model, prompts[made], params,
                  os.urandom(32).hex(), outcome, n, 1, "[]", r.randint(800, 20_000), cost,
                  0 if outcome != "generated" else cost, cost if outcome != "generated" else 0,
-                 None, None, created, created + timedelta(seconds=r.randint(1, 20)), None)
+                 None, None, created, created + timedelta(seconds=r.randint(1, 20)), None,
+                 None)  # source_generation_id, enhanced_prompt (0009)
             )  # fmt: skip
             for position in range(n):
                 image_id = os.urandom(16).hex()
@@ -223,7 +226,8 @@ class Corpus:
                      f"{thumb}.webp", self.placeholder, None, json.dumps(chosen),
                      r.random() < 0.02)
                 )  # fmt: skip
-                tags.extend((image_id, tag, user) for tag in chosen)
+                at = created + timedelta(microseconds=position)
+                tags.extend((image_id, tag, user, at) for tag in chosen)
             made += n
         return gens, imgs, tags
 
@@ -246,24 +250,28 @@ def _pg_dsn(url: str) -> str:
     return sa.engine.make_url(url).set(drivername="postgresql").render_as_string(False)
 
 
-async def create_database() -> str:
+def database_url(name: str) -> str:
+    return sa.engine.make_url(ADMIN_URL).set(database=name).render_as_string(False)
+
+
+async def create_database(name: str) -> str:
     import asyncpg
 
     conn = await asyncpg.connect(_pg_dsn(ADMIN_URL))
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{DATABASE}"')
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    return sa.engine.make_url(ADMIN_URL).set(database=DATABASE).render_as_string(False)
+    return database_url(name)
 
 
-async def drop_database() -> None:
+async def drop_database(name: str) -> None:
     import asyncpg
 
     conn = await asyncpg.connect(_pg_dsn(ADMIN_URL))
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
 
@@ -419,6 +427,9 @@ def queries(deep_user: str, deep_admin: str) -> dict[str, tuple[str, str]]:
         f"search q={SEARCH_COMMON}": (
             "user", "/v1/images?" + urllib.parse.urlencode({"q": SEARCH_COMMON})
         ),
+        f"search q={SEARCH_RARE}": (
+            "user", "/v1/images?" + urllib.parse.urlencode({"q": SEARCH_RARE})
+        ),
         "admin: first page": ("admin", "/v1/images"),
         "admin: deep cursor (90%)": ("admin", f"/v1/images?cursor={deep_admin}"),
         f"admin: search q={SEARCH_TWO}": (
@@ -445,7 +456,8 @@ def run_backend(
     print(f"\n### {label}: {seeded.image_count:,} images, heavy user owns {counts['heavy']:,}")
     print(
         f"(search '{SEARCH_TWO}' matches {counts['two']:,} of the heavy user's images, "
-        f"'{SEARCH_COMMON}' {counts['common']:,}; the filter {counts['filtered']:,})\n"
+        f"'{SEARCH_COMMON}' {counts['common']:,}, '{SEARCH_RARE}' {counts['rare']:,}; "
+        f"the filter {counts['filtered']:,})\n"
     )
     with httpx.Client(base_url=server.base_url, timeout=60) as client:
         for name, (scope, path) in planned.items():  # every query answers, and pages fill
@@ -515,14 +527,15 @@ def web(server: ServerProcess, seeded: Seeded, args: argparse.Namespace, folder:
                 js += len(client.get(src.decode()).content)
             for inline in re.findall(rb"<script(?![^>]*src=)[^>]*>(.*?)</script>", html, re.S):
                 js += len(inline)
-            thumbs = html.count(b"<img")
+            thumbs = html.count(b'class="pic"')
             print(f"| {name} | {response.status_code} | {len(html):,} | {css:,} | {js:,} | "
                   f"{len(html) + css + js:,} | {thumbs} |")  # fmt: skip
         signed.close()
         admin.close()
     script = get_script(folder, "gallery", {"Cookie": cookie}, ["/"])
     run_wrk(server.base_url, script, 1, 1)
-    print(f"\nWeb gallery first page ({gallery.text.count('<img')} thumbnails), signed in:")
+    tiles = gallery.text.count('class="pic"')
+    print(f"\nWeb gallery first page ({tiles} thumbnails), signed in:")
     print("| concurrency | p50 ms | p99 ms | req/s |")
     print("|---:|---:|---:|---:|")
     for concurrency in args.concurrency:
@@ -569,22 +582,34 @@ def _counts_sql(heavy: str, sqlite: bool = False) -> dict[str, str]:
 
 
 async def bench_postgres(args: argparse.Namespace, folder: Path) -> None:
-    url = await create_database()
-    try:
-        data_dir = folder / "pg-data"
+    data_dir = folder / "pg-data"
+    if args.reuse:  # seeded by an earlier --keep run: new keys, the same heavy user
+        url = database_url(args.database)
         env = environment(data_dir, IMAGEGATE_DATABASE__URL=url, **UNLIMITED)
-        started = time.monotonic()
         _migrate(data_dir, env)
         user_key, admin_key = _keys(data_dir, env)
-        heavy = await seed_postgres(url, args.rows, args.share, args.users)
-        seconds = time.monotonic() - started
-        size = (await pg_rows(url, "SELECT pg_size_pretty(pg_database_size(current_database()))"))[
-            0
-        ][0]
-        print(f"PostgreSQL: migrated and seeded {args.rows:,} images in {seconds:.0f} s "
-              f"(COPY, then VACUUM ANALYZE); database size {size}", flush=True)  # fmt: skip
+        heavy = (await pg_rows(url, "SELECT id FROM users WHERE name = 'bench'"))[0][0]
+        args.rows = (await pg_rows(url, "SELECT count(*) FROM images"))[0][0]
+    else:
+        url = await create_database(args.database)
+        env = environment(data_dir, IMAGEGATE_DATABASE__URL=url, **UNLIMITED)
+    try:
+        if not args.reuse:
+            started = time.monotonic()
+            _migrate(data_dir, env)
+            user_key, admin_key = _keys(data_dir, env)
+            heavy = await seed_postgres(url, args.rows, args.share, args.users)
+            seconds = time.monotonic() - started
+            size = (
+                await pg_rows(url, "SELECT pg_size_pretty(pg_database_size(current_database()))")
+            )[0][0]
+            print(f"PostgreSQL: migrated and seeded {args.rows:,} images in {seconds:.0f} s "
+                  f"(COPY, then VACUUM ANALYZE); database size {size}", flush=True)  # fmt: skip
+            if args.seed_only:
+                print(f"kept: {url}")
+                return
         counts = {k: (await pg_rows(url, q))[0][0] for k, q in _counts_sql(heavy).items()}
-        for key, q in (("two", SEARCH_TWO), ("common", SEARCH_COMMON)):
+        for key, q in (("two", SEARCH_TWO), ("common", SEARCH_COMMON), ("rare", SEARCH_RARE)):
             tsq = " & ".join(q.split())
             counts[key] = (await pg_rows(
                 url, "SELECT count(*) FROM images i JOIN generations g ON g.id = i.generation_id "
@@ -610,8 +635,8 @@ async def bench_postgres(args: argparse.Namespace, folder: Path) -> None:
         finally:
             server.stop()
     finally:
-        if not args.keep:
-            await drop_database()
+        if not (args.keep or args.reuse or args.seed_only):
+            await drop_database(args.database)
 
 
 async def explain(url: str, heavy: str, deep: str) -> None:
@@ -642,13 +667,16 @@ async def explain(url: str, heavy: str, deep: str) -> None:
         "filtered": (filtered, None),
         f"search {SEARCH_TWO}": (ImageQuery(q=SEARCH_TWO), None),
         f"search {SEARCH_COMMON}": (ImageQuery(q=SEARCH_COMMON), None),
+        f"search {SEARCH_RARE}": (ImageQuery(q=SEARCH_RARE), None),
     }
     try:
         for name, (query, before) in cases.items():
             sent.clear()
             await repo.page(user_id=heavy, query=query, before=before, limit=51)
-            statement, params = sent[-1]
+            *settings, (statement, params) = list(sent)
             async with engine.connect() as conn:
+                for setting, setting_params in settings:  # the page's SET LOCALs, as it sends them
+                    await conn.exec_driver_sql(setting, setting_params)
                 plan = await conn.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS) " + statement, params)
                 print(f"\n#### EXPLAIN ANALYZE: {name}\n```")
                 print("\n".join(row[0] for row in plan))
@@ -670,7 +698,7 @@ def bench_sqlite(args: argparse.Namespace, folder: Path) -> None:
           f"file size {db_path.stat().st_size / 2**20:.0f} MiB", flush=True)  # fmt: skip
     with sqlite3.connect(db_path) as conn:
         counts = {k: conn.execute(q).fetchone()[0] for k, q in _counts_sql(heavy, True).items()}
-        for key, q in (("two", SEARCH_TWO), ("common", SEARCH_COMMON)):
+        for key, q in (("two", SEARCH_TWO), ("common", SEARCH_COMMON), ("rare", SEARCH_RARE)):
             match = "prompt : (" + " AND ".join(f'"{w}"' for w in q.split()) + ")"
             counts[key] = conn.execute(
                 "SELECT count(*) FROM images WHERE user_id = ? AND generation_id IN "
@@ -705,7 +733,14 @@ def main() -> None:
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE (PostgreSQL)")
-    parser.add_argument("--keep", action="store_true", help=f"keep the {DATABASE} database")
+    parser.add_argument("--database", default=DATABASE, help="PostgreSQL database to (re)make")
+    parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database")
+    parser.add_argument(
+        "--seed-only", action="store_true", help="seed PostgreSQL, keep it and stop (for --reuse)"
+    )
+    parser.add_argument(
+        "--reuse", action="store_true", help="bench the database an earlier --keep run seeded"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")

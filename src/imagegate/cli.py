@@ -591,8 +591,8 @@ def cleanup(
     ] = False,
 ) -> None:
     """Remove orphan blobs, expired cache entries and images past IMAGEGATE_RETENTION_DAYS;
-    report records whose blob is missing. Blobs younger than IMAGEGATE_CLEANUP_GRACE_SECONDS
-    are always kept."""
+    make missing thumbnails again from their images; report records whose image is missing.
+    Blobs younger than IMAGEGATE_CLEANUP_GRACE_SECONDS are always kept."""
     from rich.progress import Progress  # only this command draws a bar
 
     with Progress(console=err, transient=True) as bar:
@@ -614,13 +614,16 @@ def cleanup(
     labels = {
         "orphan_blobs": f"orphan blobs ({verb})",
         "young_orphans_kept": "young unreferenced blobs (kept)",
-        "missing_blobs": "records whose blob is missing (reported)",
+        "repaired_thumbnails": f"missing thumbnails {'to remake' if dry_run else 'remade'}",
+        "missing_blobs": "records whose blob is missing, unrepairable (reported)",
         "expired_cache_entries": f"expired cache entries ({verb})",
         "expired_images": f"images past retention ({verb})",
     }
     for name, tally in report.tallies().items():
         table.add_row(labels[name], str(tally.count), _size(tally.bytes))
     _print_uncropped(table)
+    for image_id in report.repaired_records:
+        typer.echo(f"{'would remake' if dry_run else 'remade'} thumbnail: image {image_id}")
     for image_id in report.missing_records:
         typer.echo(f"missing blob: image {image_id}")
 

@@ -292,6 +292,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
                 SqlMaintenanceRepository(engine, transactions.run),
                 image_records,
                 blobs,
+                thumbnails,
                 grace_seconds=settings.cleanup_grace_seconds,
                 retention_days=settings.retention_days,
             ),

@@ -116,8 +116,11 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> Ite
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
+    from playwright.sync_api import expect
+
     context = browser.new_context(viewport=DESKTOP)
     context.set_default_timeout(15_000)
+    expect.set_options(timeout=15_000)  # the same patience for expectations (default 5 s)
     opened = context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -140,9 +143,13 @@ def sign_in(page: Any, gateway: Gateway, key: str) -> None:
 
 
 def screenshot(page: Any, name: str) -> None:
-    """``name``-desktop.png and ``name``-phone.png of the page as it is now."""
+    """``name``-desktop.png and ``name``-phone.png of the page as it is now; at both widths
+    the page must fit (no sideways scrolling of the whole page: wide tables scroll in their
+    own box)."""
     SCREENSHOTS.mkdir(exist_ok=True)
     for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
         page.set_viewport_size(size)
         page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=True)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= size["width"], f"{name} is {width} px wide at {label} width"
     page.set_viewport_size(DESKTOP)

@@ -2,19 +2,24 @@
 
 The store is seeded through the real generation path, then aged and damaged by hand: an old
 orphan blob, a young orphan (a write in flight), a record whose blob is gone, an expired
-cache entry, and old images (one pinned, one sharing its blob with a newer record).
+cache entry, and old images (one pinned, one sharing its blob with a newer record). A second
+seed loses thumbnails (and images) to check that cleanup makes the thumbnails again.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import sqlalchemy as sa
+from PIL import Image
 
+from imagegate.api.app import create_app
 from imagegate.container import Services, build_services
 from imagegate.db.engine import create_engine
 from imagegate.db.tables import cache_entries, images
@@ -150,6 +155,7 @@ def _assert_finds_the_planted_faults(report: CleanupReport, seeded: Seeded) -> N
     assert tallies == {
         "orphan_blobs": (1, seeded.old_orphan_bytes),
         "young_orphans_kept": (1, len(b"a write in flight")),
+        "repaired_thumbnails": (0, 0),
         "missing_blobs": (1, 0),
         "expired_cache_entries": (1, 0),
         "expired_images": (2, seeded.old_bytes),
@@ -211,6 +217,7 @@ async def test_cleanup_removes_exactly_the_planted_orphans(
         assert {n: t.count for n, t in again.tallies().items()} == {
             "orphan_blobs": 0,
             "young_orphans_kept": 1,
+            "repaired_thumbnails": 0,
             "missing_blobs": 1,
             "expired_cache_entries": 0,
             "expired_images": 0,
@@ -225,3 +232,86 @@ async def test_without_retention_old_images_stay(tmp_path: Path, database_url: s
         assert report.expired_images.count == 0
         assert report.orphan_blobs.count == 1
         assert set(seeded.old_keys) <= _stored(settings.storage_root)
+
+
+async def _age_records(database_url: str, image_ids: list[str], when: datetime) -> None:
+    engine = create_engine(database_url, DatabaseSettings(url=database_url))
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                images.update().where(images.c.id.in_(image_ids)).values(created_at=when)
+            )
+    finally:
+        await engine.dispose()
+
+
+async def test_cleanup_remakes_missing_thumbnails_from_their_images(
+    tmp_path: Path, database_url: str
+) -> None:
+    settings = _settings(tmp_path, database_url).model_copy(update={"retention_days": None})
+    root = settings.storage_root
+    async with build_services(settings) as services:
+        issued = await services.keys.create("alice", Role.USER)
+        alice = await services.keys.authenticate(f"Bearer {issued.secret}")
+        names = ("lost thumbnail", "shared", "lost image", "corrupt image", "young")
+        generation = {name: await _generate(services, alice, name) for name in names}
+        shared_again = await _generate(services, alice, "shared")  # a cache hit: same blobs
+        await services.thumbnails.idle()
+        record = {}
+        for name, generation_id in [*generation.items(), ("shared again", shared_again)]:
+            (view,) = (await services.images.generation(alice, generation_id)).images
+            record[name] = view.record
+        assert record["shared"].image.thumbnail_key == record["shared again"].image.thumbnail_key
+
+        def thumbnail(name: str) -> Path:
+            return _file(root, record[name].image.thumbnail_key or "")
+
+        for name in ("lost thumbnail", "shared", "corrupt image", "young"):
+            thumbnail(name).unlink()
+        _file(root, record["lost image"].image.storage_key).unlink()
+        _file(root, record["corrupt image"].image.storage_key).write_bytes(b"not an image")
+        _age_files(root, 2 * HOUR)
+        aged = [r.id for name, r in record.items() if name != "young"]
+        await _age_records(database_url, aged, datetime.now(UTC) - timedelta(hours=2))
+        before = _stored(root)
+
+        dry = await services.maintenance.cleanup(dry_run=True)
+        # A dry run decodes nothing: the corrupt image counts as repairable until it is tried.
+        assert (dry.repaired_thumbnails.count, dry.repaired_thumbnails.bytes) == (4, 0)
+        assert sorted(dry.repaired_records) == sorted(
+            record[n].id for n in ("lost thumbnail", "shared", "shared again", "corrupt image")
+        )
+        assert (dry.missing_blobs.count, dry.missing_records) == (1, [record["lost image"].id])
+        assert _stored(root) == before
+
+        admin = (await services.keys.create("root", Role.ADMIN)).secret
+        transport = httpx.ASGITransport(app=create_app(services))
+        async with httpx.AsyncClient(transport=transport, base_url="http://img.test") as http:
+            response = await http.post(
+                "/v1/admin/cleanup",
+                json={"dry_run": False},
+                headers={"Authorization": f"Bearer {admin}"},
+            )
+        assert response.status_code == 200, response.text
+        done = response.json()
+        repaired = {"lost thumbnail", "shared", "shared again"}
+        assert sorted(done["repaired_records"]) == sorted(record[n].id for n in repaired)
+        assert sorted(done["missing_records"]) == sorted(
+            record[n].id for n in ("lost image", "corrupt image")
+        )
+        written = [thumbnail("lost thumbnail"), thumbnail("shared")]
+        assert done["categories"]["repaired_thumbnails"] == {
+            "count": 3,
+            "bytes": sum(p.stat().st_size for p in written),
+        }
+        assert done["categories"]["missing_blobs"] == {"count": 2, "bytes": 0}
+        for path in written:
+            with Image.open(io.BytesIO(path.read_bytes())) as made:
+                assert (made.format, made.size) == ("WEBP", (300, 300))
+        assert not thumbnail("young").exists()  # inside the grace period: left alone
+        assert not thumbnail("corrupt image").exists()
+        assert _stored(root) == before | {p.name for p in written}
+
+        again = await services.maintenance.cleanup(dry_run=False)
+        assert again.repaired_thumbnails.count == 0
+        assert again.missing_blobs.count == 2

@@ -2,10 +2,11 @@
 
 Pages are newest first by ``(created_at, id)``, each filter an equality on a column of
 ``images`` that leads one of its composite indexes, so a page is an index walk that stops after
-``limit`` rows however deep the cursor. Prompt search is one method over two engines: SQLite's
-FTS5 table and PostgreSQL's ``tsvector`` column (migration 0007), with the same meaning on both:
-every word must appear in the prompt as a whole word (``word*``: a word starting so), case
-folded, no stemming.
+``limit`` rows however deep the cursor; a tag filter walks ``image_tags``, which keeps each
+image's ``created_at`` for that (migration 0011). Prompt search is one method over two engines:
+SQLite's FTS5 table and PostgreSQL's ``tsvector`` (on ``generations``, migration 0007, copied
+to ``images`` with its own GIN index, 0011), with the same meaning on both: every word must
+appear in the prompt as a whole word (``word*``: a word starting so), case folded, no stemming.
 """
 
 from __future__ import annotations
@@ -41,28 +42,70 @@ def search_words(q: str) -> list[tuple[str, bool]]:
     return words
 
 
-def _matching_generations(dialect: str, q: str) -> sa.Select[Any]:
-    """Ids of the generations whose prompt has every word of ``q``."""
-    words = search_words(q)
-    if dialect == "sqlite":
-        # Words are letters and digits only, so quoting them is all the escaping FTS5 needs.
-        phrase = " AND ".join(f'"{w}"' + ("*" if prefix else "") for w, prefix in words)
-        fts = sa.table("generations_fts", sa.column("generation_id"))
-        return sa.select(fts.c.generation_id).where(
-            sa.text("generations_fts MATCH :match").bindparams(match=f"prompt : ({phrase})")
-        )
-    tsquery = " & ".join(f"'{w}'" + (":*" if prefix else "") for w, prefix in words)
-    return sa.select(generations.c.id).where(
-        sa.text("generations.prompt_search @@ to_tsquery('simple', :tsquery)").bindparams(
-            tsquery=tsquery
-        )
-    )
+def _fts_match(words: list[tuple[str, bool]]) -> str:
+    """An FTS5 query for a prompt with every word (letters and digits only, so quoting them is
+    all the escaping FTS5 needs)."""
+    phrase = " AND ".join(f'"{w}"' + ("*" if prefix else "") for w, prefix in words)
+    return f"prompt : ({phrase})"
 
 
-def _filters(dialect: str, user_id: str | None, query: ImageQuery) -> list[sa.ColumnElement[bool]]:
+def _tsquery(words: list[tuple[str, bool]]) -> str:
+    return " & ".join(f"'{w}'" + (":*" if prefix else "") for w, prefix in words)
+
+
+SQLITE_SEARCH_SMALL = 2000
+"""Matches (over everyone's prompts) below which SQLite looks the matches' images up by
+generation id instead of walking the page's index: for a rare word the walk could pass every
+image of the user before it fills a page."""
+
+_FTS = sa.table("generations_fts", sa.column("rowid"), sa.column("generation_id"))
+
+
+def _fts_matching(q: str) -> sa.TextClause:
+    return sa.text("generations_fts MATCH :match").bindparams(match=_fts_match(search_words(q)))
+
+
+def _few_matches(conn: Connection, q: str) -> bool:
+    """Whether fewer than ``SQLITE_SEARCH_SMALL`` prompts match ``q`` (FTS5 counts rowids
+    from its doclists alone)."""
+    rowids = sa.select(_FTS.c.rowid).where(_fts_matching(q)).limit(SQLITE_SEARCH_SMALL)
+    count = sa.select(sa.func.count()).select_from(rowids.subquery())
+    return bool(conn.execute(count).scalar_one() < SQLITE_SEARCH_SMALL)
+
+
+def _sqlite_search(q: str, *, few: bool) -> sa.ColumnElement[bool]:
+    """The search condition for SQLite, chosen by how many prompts match.
+
+    Many matches: the page walks its index newest first and tests each row's
+    ``search_rowid`` (its generation's row in ``generations_fts``, migration 0011) against
+    the matches' rowids, which FTS5 lists from its doclists without reading a row; the walk
+    stops after a page. Few: their generation ids are read and their images looked up by
+    ``ix_images_generation_id`` (``_page`` takes the other indexes out of the planner's
+    reach, or it may walk every image of a user looking for a rare word)."""
+    if few:
+        return images.c.generation_id.in_(sa.select(_FTS.c.generation_id).where(_fts_matching(q)))
+    rowids = sa.select(_FTS.c.rowid).where(_fts_matching(q))
+    return sa.literal_column("images.search_rowid").in_(rowids)
+
+
+def _unindexed(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """``column`` behind SQLite's no-op unary ``+``: the same values, but no index serves it
+    (the documented way to steer SQLite's planner away from an index)."""
+    assert isinstance(column, sa.Column)
+    return sa.literal_column(f"+{column.table.name}.{column.name}", column.type)
+
+
+def _filters(
+    dialect: str, user_id: str | None, query: ImageQuery, order: tuple[Any, Any], *, few: bool
+) -> list[sa.ColumnElement[bool]]:
+    """The page's conditions; ``order`` is the ``(created_at, id)`` pair the page walks;
+    ``few``: a SQLite search with few matches (``_few_matches``)."""
     where: list[sa.ColumnElement[bool]] = []
+    owner = image_tags.c.user_id if query.tag is not None else images.c.user_id
+    if query.tag is not None:
+        where.append(image_tags.c.tag == query.tag)
     if user_id is not None:
-        where.append(images.c.user_id == user_id)
+        where.append((_unindexed(owner) if few else owner) == user_id)
     if query.model is not None:
         where.append(images.c.model == query.model)
     if query.provider is not None:
@@ -70,16 +113,17 @@ def _filters(dialect: str, user_id: str | None, query: ImageQuery) -> list[sa.Co
     if query.outcome is not None:
         where.append(images.c.outcome == query.outcome.value)
     if query.start is not None:
-        where.append(images.c.created_at >= query.start)
+        where.append(order[0] >= query.start)
     if query.end is not None:
-        where.append(images.c.created_at < query.end)
-    if query.tag is not None:
-        tagged = sa.select(image_tags.c.image_id).where(image_tags.c.tag == query.tag)
-        if user_id is not None:
-            tagged = tagged.where(image_tags.c.user_id == user_id)
-        where.append(images.c.id.in_(tagged))
+        where.append(order[0] < query.end)
     if query.q is not None:
-        where.append(images.c.generation_id.in_(_matching_generations(dialect, query.q)))
+        if dialect == "sqlite":
+            where.append(_sqlite_search(query.q, few=few))
+        else:
+            tsquery = sa.func.to_tsquery(
+                sa.literal_column("'simple'"), _tsquery(search_words(query.q))
+            )
+            where.append(sa.literal_column("images.prompt_search").bool_op("@@")(tsquery))
     return where
 
 
@@ -142,7 +186,15 @@ def _update(conn: Connection, image_id: str, changes: ImageChanges) -> ImageReco
         insert_rows(
             conn,
             image_tags,
-            [{"image_id": image_id, "tag": t, "user_id": row.user_id} for t in changes.tags],
+            [
+                {
+                    "image_id": image_id,
+                    "tag": t,
+                    "user_id": row.user_id,
+                    "created_at": row.created_at,
+                }
+                for t in changes.tags
+            ],
         )
     if values:
         conn.execute(images.update().where(images.c.id == image_id).values(**values))
@@ -189,6 +241,62 @@ def _delete(conn: Connection, image_id: str) -> ImageRemoval | None:
     )
 
 
+def _page(
+    conn: Connection,
+    user_id: str | None,
+    query: ImageQuery,
+    before: tuple[datetime, str] | None,
+    limit: int,
+) -> list[ImageRecord]:
+    """One page newest first: a backward walk of one index that stops after ``limit`` rows.
+
+    With a tag the walk is over ``image_tags`` (which keeps each image's ``created_at``), so
+    the tag's index gives the order; otherwise over one of the ``images`` indexes."""
+    source: sa.FromClause
+    order: tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]
+    if query.tag is not None:
+        order = (image_tags.c.created_at, image_tags.c.image_id)
+        source = image_tags.join(images, images.c.id == image_tags.c.image_id)
+    else:
+        order = (images.c.created_at, images.c.id)
+        source = images
+    few = query.q is not None and conn.dialect.name == "sqlite" and _few_matches(conn, query.q)
+    if few:
+        order = (_unindexed(order[0]), _unindexed(order[1]))
+    where = _filters(conn.dialect.name, user_id, query, order, few=few)
+    if before is not None:
+        where.append(
+            sa.tuple_(*order)
+            < sa.tuple_(
+                sa.literal(before[0], images.c.created_at.type),
+                sa.literal(before[1], images.c.id.type),
+            )
+        )
+    # The page's rows first, their prompts after: when the matches come from an index
+    # other than the page's order (a rare search word), only ``limit`` of them are joined.
+    page = (
+        sa.select(*images.c)
+        .select_from(source)
+        .where(*where)
+        .order_by(order[0].desc(), order[1].desc())
+        .limit(limit)
+        .subquery("page")
+    )
+    statement: sa.Select[Any] = (
+        sa.select(*page.c, generations.c.prompt)
+        .join(generations, generations.c.id == page.c.generation_id)
+        .order_by(page.c.created_at.desc(), page.c.id.desc())
+    )
+    if conn.dialect.name == "postgresql":
+        # Each page is planned for its own values: a generic plan (PostgreSQL's choice after
+        # five runs of one prepared statement on a connection) cannot tell a common search
+        # word (walk the owner's index) from a rare one (take the GIN index's matches); one
+        # walked all 250,000 images of a user for a word that matched none (7-10 s, measured).
+        # Local to this read's transaction.
+        conn.exec_driver_sql("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)")
+    return [_record(row) for row in conn.execute(statement)]
+
+
 class SqlImageRepository:
     """Reads on the async ``engine``; edits and deletes through ``writes`` (one transaction
     each, on SQLite's writer thread)."""
@@ -216,24 +324,8 @@ class SqlImageRepository:
         before: tuple[datetime, str] | None,
         limit: int,
     ) -> list[ImageRecord]:
-        where = _filters(self._dialect, user_id, query)
-        if before is not None:
-            where.append(
-                sa.tuple_(images.c.created_at, images.c.id)
-                < sa.tuple_(
-                    sa.literal(before[0], images.c.created_at.type),
-                    sa.literal(before[1], images.c.id.type),
-                )
-            )
-        statement = (
-            sa.select(*_COLUMNS)
-            .join(generations, generations.c.id == images.c.generation_id)
-            .where(*where)
-            .order_by(images.c.created_at.desc(), images.c.id.desc())
-            .limit(limit)
-        )
         async with self._engine.connect() as conn:
-            return [_record(row) for row in await conn.execute(statement)]
+            return await conn.run_sync(lambda sync: _page(sync, user_id, query, before, limit))
 
     async def get(self, image_id: str) -> ImageRecord | None:
         async with self._engine.connect() as conn:

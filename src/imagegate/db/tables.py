@@ -155,20 +155,30 @@ image_tags = sa.Table(
     sa.Column("image_id", ID, sa.ForeignKey("images.id"), primary_key=True),
     sa.Column("tag", sa.String(50), primary_key=True),
     sa.Column("user_id", ID, nullable=False),
-    sa.Index("ix_image_tags_tag_user_id", "tag", "user_id"),
+    # the image's created_at (0011), so a tag filter walks one of these indexes in the
+    # library's keyset order and stops after a page, instead of probing every tagged image
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Index(
+        "ix_image_tags_tag_user_id_created_at_image_id", "tag", "user_id", "created_at", "image_id"
+    ),
+    sa.Index("ix_image_tags_tag_created_at_image_id", "tag", "created_at", "image_id"),
 )
 
 PROMPT_SEARCH_OBJECTS = frozenset(
     {
-        # PostgreSQL: generations.prompt_search (tsvector, generated) and its GIN index
+        # PostgreSQL: generations.prompt_search (tsvector, generated) and its GIN index; the
+        # copy on images (0011, kept by triggers) and its GIN index
         "prompt_search",
         "ix_generations_prompt_search",
-        # SQLite: the FTS5 table over generations.prompt and its shadow tables
+        "ix_images_prompt_search",
+        # SQLite: the FTS5 table over generations.prompt and its shadow tables; the FTS rowid
+        # of each generation's prompt, on generations and images (0011, kept by triggers)
+        "search_rowid",
         "generations_fts",
         *(f"generations_fts_{part}" for part in ("data", "idx", "content", "docsize", "config")),
     }
 )
-"""Full-text search objects each database has in its own form (migration 0007), outside
+"""Full-text search objects each database has in its own form (migrations 0007, 0011), outside
 this metadata: they are not compared with it."""
 
 

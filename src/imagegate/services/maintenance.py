@@ -5,7 +5,11 @@ A blob is only deleted when no image record refers to it (as its image or its th
 and it is older than the grace period: a generation stores its blobs before it commits its
 record, so a young unreferenced blob may be a write in flight. Just before each delete the
 reference is checked again, since a new record may reuse an old blob (same bytes, same key).
-Records whose blob is missing are only reported: the bytes cannot be brought back.
+A record whose thumbnail is missing while its image is stored is repaired: the thumbnail is
+made again from the image under the same key (``thumbnail_key_for`` derives it from the image's
+content hash, so the record's URL stays right). A record whose image is gone is only reported:
+the bytes cannot be brought back. Records older than the grace period only: a young record's
+thumbnail may still be on its way from the background maker.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from imagegate.db.base import BlobUse, ImageRepository, MaintenanceRepository
 from imagegate.errors import Unavailable
@@ -28,6 +33,7 @@ Progress = Callable[[str, int, int | None], None]
 CATEGORIES = (
     "orphan_blobs",
     "young_orphans_kept",
+    "repaired_thumbnails",
     "missing_blobs",
     "expired_cache_entries",
     "expired_images",
@@ -50,8 +56,11 @@ class CleanupReport:
 
     ``orphan_blobs``: blobs no record refers to, older than the grace period (deleted).
     ``young_orphans_kept``: unreferenced blobs younger than the grace period (kept).
-    ``missing_blobs``: records whose image or thumbnail blob is gone (reported only; bytes
-    are the records' recorded image sizes).
+    ``repaired_thumbnails``: records whose thumbnail was gone while their image is stored: the
+    thumbnail made again (count: records; bytes: thumbnails written, each once; a dry run
+    writes nothing and counts 0 bytes).
+    ``missing_blobs``: records that cannot be repaired: their image is gone, or their missing
+    thumbnail could not be made again from it (reported only; no bytes).
     ``expired_cache_entries``: cache index rows past their expiry (deleted; no bytes).
     ``expired_images``: unpinned image records older than the retention period (deleted;
     bytes are those of the blobs freed with them).
@@ -60,13 +69,16 @@ class CleanupReport:
     dry_run: bool
     orphan_blobs: Tally = field(default_factory=Tally)
     young_orphans_kept: Tally = field(default_factory=Tally)
+    repaired_thumbnails: Tally = field(default_factory=Tally)
     missing_blobs: Tally = field(default_factory=Tally)
     expired_cache_entries: Tally = field(default_factory=Tally)
     expired_images: Tally = field(default_factory=Tally)
     freed_keys: list[str] = field(default_factory=list)
     """Blobs deleted (or to be deleted), in order."""
     missing_records: list[str] = field(default_factory=list)
-    """Ids of the records whose blob is missing."""
+    """Ids of the records that cannot be repaired (``missing_blobs``)."""
+    repaired_records: list[str] = field(default_factory=list)
+    """Ids of the records whose thumbnail was (or, in a dry run, would be) made again."""
 
     def tallies(self) -> dict[str, Tally]:
         return {name: getattr(self, name) for name in CATEGORIES}
@@ -76,12 +88,17 @@ def _noop(step: str, done: int, total: int | None) -> None:
     """No progress shown."""
 
 
+class ThumbnailMaker(Protocol):
+    async def remake(self, storage_key: str, thumbnail_key: str) -> int | None: ...
+
+
 class MaintenanceService:
     def __init__(
         self,
         maintenance: MaintenanceRepository,
         images: ImageRepository,
         blobs: BlobStore,
+        thumbnails: ThumbnailMaker | None = None,
         *,
         grace_seconds: float,
         retention_days: int | None,
@@ -91,6 +108,7 @@ class MaintenanceService:
         self._maintenance = maintenance
         self._images = images
         self._blobs = blobs
+        self._thumbnails = thumbnails
         self._grace = timedelta(seconds=grace_seconds)
         self._retention = None if retention_days is None else timedelta(days=retention_days)
         self._forget_cached = forget_cached
@@ -116,14 +134,9 @@ class MaintenanceService:
             for key in _keys(use):
                 users[key].add(use.image_id)
 
-        for use in uses:
-            missing = [key for key in _keys(use) if key not in stored]
-            # A record newer than the listing may point at a blob stored after it.
-            if missing and use.created_at < young:
-                report.missing_blobs.add(0)
-                report.missing_records.append(use.image_id)
-
         expired = self._expired_images(uses, now)
+        await self._repair(uses, stored, {use.image_id for use in expired}, young, report,
+                           dry_run=dry_run, show=show)  # fmt: skip
         doomed = await self._retire(expired, users, stored, report, dry_run=dry_run)
         show("expired images", len(expired), len(expired))
 
@@ -154,6 +167,49 @@ class MaintenanceService:
                 await self._forget(scope, cache_key)
         show("cache entries", len(entries), len(entries))
         return report
+
+    async def _repair(
+        self,
+        uses: list[BlobUse],
+        stored: dict[str, BlobInfo],
+        expired: set[str],
+        young: datetime,
+        report: CleanupReport,
+        *,
+        dry_run: bool,
+        show: Progress,
+    ) -> None:
+        """Make missing thumbnails again from their images; report what cannot be repaired.
+
+        Records about to be deleted for retention are neither repaired nor reported, and
+        records newer than the grace period are left alone: the listing was taken before the
+        records were read, so such a record may point at a blob stored after it, and its
+        thumbnail may still be on its way."""
+        broken = [
+            use
+            for use in uses
+            if use.created_at < young
+            and use.image_id not in expired
+            and any(key not in stored for key in _keys(use))
+        ]
+        made: dict[str, int | None] = {}  # thumbnail key -> bytes written (None: failed)
+        for done, use in enumerate(broken, 1):
+            show("missing blobs", done, len(broken))
+            key = use.thumbnail_key
+            if use.storage_key not in stored or key is None or self._thumbnails is None:
+                report.missing_blobs.add()
+                report.missing_records.append(use.image_id)
+                continue
+            if key not in made:  # records sharing an image share its thumbnail: made once
+                made[key] = 0 if dry_run else await self._thumbnails.remake(use.storage_key, key)
+                if made[key] is not None:
+                    report.repaired_thumbnails.bytes += made[key] or 0
+            if made[key] is None:
+                report.missing_blobs.add()
+                report.missing_records.append(use.image_id)
+            else:
+                report.repaired_thumbnails.count += 1
+                report.repaired_records.append(use.image_id)
 
     def _expired_images(self, uses: list[BlobUse], now: datetime) -> list[BlobUse]:
         if self._retention is None:

@@ -47,7 +47,7 @@ class Thumbnails:
         self._max_pixels = max_pixels
         self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue(QUEUE_SIZE)
         self._recent: LRUCache[str, str] = LRUCache(RECENT)
-        self._making: dict[str, asyncio.Task[bool]] = {}
+        self._making: dict[str, asyncio.Task[int | None]] = {}
         self._worker: asyncio.Task[None] | None = None
         self.dropped = 0
         """Thumbnails left to ``ensure`` because the queue was full."""
@@ -77,7 +77,13 @@ class Thumbnails:
         """Make ``thumbnail_key`` now if a record names it and its image is stored; whether it
         was made."""
         storage_key = await self._records.thumbnail_source(thumbnail_key)
-        return storage_key is not None and await self._make(storage_key, thumbnail_key)
+        return storage_key is not None and await self._make(storage_key, thumbnail_key) is not None
+
+    async def remake(self, storage_key: str, thumbnail_key: str) -> int | None:
+        """Make ``thumbnail_key`` again from the image ``storage_key`` (cleanup's repair of a
+        missing thumbnail); the bytes stored, or None if the image is gone, does not decode or
+        the store refused the thumbnail."""
+        return await self._make(storage_key, thumbnail_key)
 
     async def idle(self) -> None:
         """Return once every submitted thumbnail is made (or given up)."""
@@ -107,7 +113,7 @@ class Thumbnails:
             finally:
                 self._queue.task_done()
 
-    async def _make(self, storage_key: str, thumbnail_key: str) -> bool:
+    async def _make(self, storage_key: str, thumbnail_key: str) -> int | None:
         running = self._making.get(thumbnail_key)
         if running is None:
             running = asyncio.create_task(self._make_once(storage_key, thumbnail_key))
@@ -115,20 +121,20 @@ class Thumbnails:
             running.add_done_callback(lambda _: self._making.pop(thumbnail_key, None))
         return await asyncio.shield(running)
 
-    async def _make_once(self, storage_key: str, thumbnail_key: str) -> bool:
+    async def _make_once(self, storage_key: str, thumbnail_key: str) -> int | None:
         data = await self._blobs.get(storage_key)
         if data is None:
-            return False
+            return None
         try:
             made = await asyncio.to_thread(make_thumbnail, data, self._max_pixels)
         except ValueError as exc:
             log.warning("no thumbnail for %s: %s", storage_key, exc)
-            return False
+            return None
         try:
             await self._blobs.put(thumbnail_key, made.data)
         except ImagegateError as exc:  # storage full or down: made again when next needed
             log.warning("thumbnail %s not stored: %s", thumbnail_key, exc.message)
-            return False
+            return None
         await self._records.set_placeholder(thumbnail_key, made.placeholder)
         self._recent[thumbnail_key] = made.placeholder
-        return True
+        return len(made.data)

@@ -17,6 +17,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from fastapi.routing import APIRoute
+from starlette.routing import Match
 
 from imagegate.errors import ImagegateError, InvalidRequest, NotFound
 from imagegate.models import JobStatus, Limits, Principal, RateLimits, Role
@@ -341,7 +343,8 @@ def _size(n: int) -> str:
 CATEGORY_LABELS = {
     "orphan_blobs": "Orphan files (no image refers to them)",
     "young_orphans_kept": "Young orphan files (kept: may be a write in flight)",
-    "missing_blobs": "Images whose file is missing (reported only)",
+    "repaired_thumbnails": "Missing thumbnails made again from their image",
+    "missing_blobs": "Images whose file is missing (reported only: cannot be repaired)",
     "expired_cache_entries": "Expired cache entries",
     "expired_images": "Images past the retention period (unpinned)",
 }
@@ -382,3 +385,23 @@ async def cleanup(request: Request) -> Response:
         rows=rows,
         missing=report.missing_records[:100],
     )
+
+
+OTHER_METHODS = ["POST", "PUT", "PATCH", "DELETE"]
+
+
+@router.api_route("/admin/{rest:path}", methods=OTHER_METHODS, include_in_schema=False)
+async def other_method(request: Request, rest: str) -> Response:
+    """Any other method on an admin page: 404 unless the caller is an admin (a 405 would tell
+    everyone the page exists), then 405 with the methods the page takes. Routes are matched in
+    order, so the pages' own handlers above answer first."""
+    await _admin(request)
+    allowed: set[str] = set()
+    for route in router.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        if route.endpoint is not other_method and route.matches(request.scope)[0] is Match.PARTIAL:
+            allowed |= getattr(route, "methods", set())
+    if not allowed:
+        raise NotFound("Unknown route.")
+    return Response(status_code=405, headers={"Allow": ", ".join(sorted(allowed))})

@@ -20,12 +20,12 @@ from starlette.datastructures import UploadFile
 from starlette.responses import Response, StreamingResponse
 
 from imagegate.errors import AuthenticationFailed, ImagegateError, InvalidRequest
-from imagegate.models import GenerationRequest, ImageQuery, InputImage, JobStatus, Principal
+from imagegate.models import GenerationRequest, InputImage, JobStatus, Principal
 from imagegate.services.caching import CacheMode
 from imagegate.services.generations import DeliveredImage
 from imagegate.services.images import ImageView
 from imagegate.services.jobs import JobOptions, JobView
-from imagegate.web.pages import _services, _signed_in
+from imagegate.web.pages import _services, _signed_in, gallery_query
 from imagegate.web.session import csrf_ok
 
 router = APIRouter(prefix="/web", include_in_schema=False)
@@ -106,6 +106,7 @@ def _request(
         quality=fields.get("quality") or None,
         images=tuple(images),
         seed=seed,
+        enhance_prompt=True if fields.get("enhance_prompt") == "1" else None,
     )
 
 
@@ -258,24 +259,11 @@ def gallery_item(view: ImageView) -> dict[str, Any]:
     }
 
 
-def gallery_query(q: str | None, model: str | None, tag: str | None, day: str | None) -> ImageQuery:
-    """The gallery's filters; ``day`` (YYYY-MM-DD) means created on or after that date."""
-    start = None
-    if day:
-        try:
-            start = datetime.fromisoformat(day)
-        except ValueError:
-            raise InvalidRequest("'from' must be a date: YYYY-MM-DD.", param="from") from None
-    return ImageQuery(q=q or None, model=model or None, tag=tag or None, start=start)
-
-
 @router.get("/images")
 async def images(request: Request, cursor: str | None = None) -> Response:
     """One page of the caller's gallery (keyset: pass ``next_cursor`` back as ``cursor``)."""
     principal = await _caller(request)
-    params = request.query_params
-    query = gallery_query(params.get("q"), params.get("model"), params.get("tag"),
-                          params.get("from"))  # fmt: skip
+    query = gallery_query(principal, request.query_params)
     page = await _services(request).images.list(principal, query, cursor, PAGE_SIZE)
     return _json(
         {"images": [gallery_item(v) for v in page.images], "next_cursor": page.next_cursor}

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from imagegate.container import Services
-from imagegate.errors import AuthenticationFailed, NotFound
+from imagegate.errors import AuthenticationFailed, InvalidRequest, NotFound
 from imagegate.models import ImageQuery, Principal
+from imagegate.services.images import ImagePage
 from imagegate.web.session import COOKIE, Sessions, csrf_ok, session_secret
 
 if TYPE_CHECKING:
@@ -75,14 +79,51 @@ async def _signed_in(request: Request) -> tuple[Principal, dict[str, str]] | Non
     return principal, session
 
 
+EVERYONE = "*"
+FILTERS = ("q", "model", "tag", "from", "user")
+
+
+def gallery_query(principal: Principal, params: Mapping[str, str]) -> ImageQuery:
+    """The gallery's filters: words (``q``), ``model``, ``tag``, ``from`` (YYYY-MM-DD: created
+    on or after). Everyone's gallery shows their own images, admins' too: an admin sees
+    another user's with ``user=<name>`` and everyone's only with ``user=*``."""
+    start = None
+    if day := params.get("from"):
+        try:
+            start = datetime.fromisoformat(day)
+        except ValueError:
+            raise InvalidRequest("'from' must be a date: YYYY-MM-DD.", param="from") from None
+    user: str | None = principal.user_id
+    if principal.is_admin and (wanted := params.get("user", "").strip()):
+        user = None if wanted == EVERYONE else wanted
+    return ImageQuery(
+        q=params.get("q") or None,
+        model=params.get("model") or None,
+        tag=params.get("tag") or None,
+        start=start,
+        user=user,
+    )
+
+
 @router.get("/", response_class=HTMLResponse)
-async def gallery(request: Request, q: str | None = None, cursor: str | None = None) -> Response:
+async def gallery(request: Request, cursor: str | None = None) -> Response:
     found = await _signed_in(request)
     if found is None:
         return _render(request, "signin.html")
     principal, session = found
-    page = await _services(request).images.list(principal, ImageQuery(q=q), cursor, PAGE_SIZE)
-    return _render(request, "gallery.html", page=page, q=q, csrf=session["csrf"])
+    params = request.query_params
+    filters = {name: params.get(name, "") for name in FILTERS}
+    models = sorted(spec.name for spec in _services(request).generations.available_models())
+    context: dict[str, Any] = {"filters": filters, "models": models, "csrf": session["csrf"]}
+    try:
+        query = gallery_query(principal, params)
+        page = await _services(request).images.list(principal, query, cursor, PAGE_SIZE)
+    except (InvalidRequest, NotFound) as exc:  # a bad date or cursor; an unknown user (admins)
+        status = 400 if isinstance(exc, InvalidRequest) else 404
+        empty = ImagePage((), None)
+        return _render(request, "gallery.html", status, page=empty, error=exc.message, **context)
+    more = urlencode({"cursor": page.next_cursor or "", **{k: v for k, v in filters.items() if v}})
+    return _render(request, "gallery.html", page=page, more=more, **context)
 
 
 @router.post("/signin")

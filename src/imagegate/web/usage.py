@@ -113,8 +113,10 @@ async def usage_page(request: Request) -> Response:
         return RedirectResponse("/", status_code=303)
     principal, session = found
     usage = _services(request).usage
-    by_day = await usage.report(principal, group_by=UsageGrouping.DAY)
-    by_model = await usage.report(principal, group_by=UsageGrouping.MODEL)
+    # an admin's page is their own usage too (the API's /v1/usage shows everyone's)
+    own = principal.user_id if principal.is_admin else None
+    by_day = await usage.report(principal, group_by=UsageGrouping.DAY, user=own)
+    by_model = await usage.report(principal, group_by=UsageGrouping.MODEL, user=own)
     totals = by_day.totals
     return _render(
         request,

@@ -28,6 +28,8 @@ async def test_an_admin_dry_runs_then_cleans_up(
     assert dry.status_code == 200
     assert dry.json()["dry_run"] is True
     assert dry.json()["categories"]["orphan_blobs"] == {"count": 1, "bytes": 14}
+    assert dry.json()["categories"]["repaired_thumbnails"] == {"count": 0, "bytes": 0}
+    assert (dry.json()["repaired_records"], dry.json()["missing_records"]) == ([], [])
     assert path.exists()
 
     done = await client.post("/v1/admin/cleanup", json={"dry_run": False}, headers=headers)

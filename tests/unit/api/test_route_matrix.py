@@ -84,6 +84,11 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/admin/health"): Rule(Access.SESSION),
     ("GET", "/admin/cleanup"): Rule(Access.SESSION),
     ("POST", "/admin/cleanup"): Rule(Access.SESSION),
+    # any other method on an admin page: 404 to non-admins, 405 to admins (test_web_admin.py)
+    ("POST", "/admin/{rest:path}"): Rule(Access.SESSION),
+    ("PUT", "/admin/{rest:path}"): Rule(Access.SESSION),
+    ("PATCH", "/admin/{rest:path}"): Rule(Access.SESSION),
+    ("DELETE", "/admin/{rest:path}"): Rule(Access.SESSION),
     ("GET", "/usage"): Rule(Access.SESSION),
     # the pages' scripts (session cookie, CSRF header, owner-scoped; see test_web_live.py)
     ("POST", "/web/jobs"): Rule(Access.SESSION),

@@ -58,11 +58,25 @@ async def test_every_admin_page_is_404_for_a_user_and_when_signed_out(
     token = await _signed_in_token(client, user_key)
     for path in pages:
         assert (await client.get(path)).status_code == 404, path
-        if path in ("/admin/users", "/admin/health"):
-            continue  # no form posts there
         posted = await client.post(path, data={"csrf": token, "action": "run", "confirm": "yes"})
-        assert posted.status_code == 404, path
+        assert posted.status_code == 404, path  # GET-only pages too: not a 405
+        for method in ("PUT", "PATCH", "DELETE"):
+            assert (await client.request(method, path)).status_code == 404, (method, path)
     assert (await services.keys.list_keys())[0].limits.any is False
+
+
+async def test_an_admin_is_told_which_methods_a_page_takes(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    admin = (await services.keys.create("root", Role.ADMIN)).secret
+    token = await _signed_in_token(client, admin)
+    health = await client.post("/admin/health", data={"csrf": token})
+    assert health.status_code == 405
+    assert health.headers["allow"] == "GET"
+    keys = await client.delete("/admin/keys")
+    assert keys.status_code == 405
+    assert keys.headers["allow"] == "GET, POST"
+    assert (await client.post("/admin/nothing-here", data={"csrf": token})).status_code == 404
 
 
 async def test_admin_sets_a_keys_budget_and_limits_and_the_api_enforces_them(

@@ -71,3 +71,40 @@ async def test_another_user_cannot_edit_or_delete_it(
     assert delete.status_code == 404
     listed = await client.get("/v1/images", headers={"Authorization": f"Bearer {user_key}"})
     assert listed.json()["data"][0]["alt_text"] == "A quiet harbour"
+
+
+async def test_the_page_shows_its_facts_and_forms_in_the_body(
+    client: httpx.AsyncClient, user_key: str
+) -> None:
+    image_id = await _one_image(client, user_key)
+    await _signed_in_token(client, user_key)
+    page = (await client.get(f"/images/{image_id}")).text
+    assert "<title>Image · imagegate</title>" in page
+    body = page.split("<main>", 1)[1]
+    assert 'action="/images/' + image_id + '/edit"' in body
+    assert 'action="/images/' + image_id + '/delete"' in body
+    assert "<dt>Latency</dt>" in body
+    assert "size: 256x256" in body
+    assert ": None" not in body  # parameters left unset are not listed
+    assert "<dt>Cost</dt><dd>$0.0000</dd>" in body
+
+
+async def test_the_pages_script_saves_alt_text_in_place(
+    client: httpx.AsyncClient, user_key: str
+) -> None:
+    image_id = await _one_image(client, user_key)
+    token = await _signed_in_token(client, user_key)
+    scripted = {"Accept": "application/json", "X-CSRF-Token": token}
+    form = {"alt_text": "Boats asleep", "tags": "Sea, night, sea"}
+    saved = await client.post(f"/images/{image_id}/edit", data=form, headers=scripted)
+    assert saved.status_code == 200
+    assert saved.json() == {"alt_text": "Boats asleep", "tags": ["sea", "night"], "pinned": False}
+    assert 'alt="Boats asleep"' in (await client.get(f"/images/{image_id}")).text
+    forged = await client.post(
+        f"/images/{image_id}/edit",
+        data={"alt_text": "pwned"},
+        headers={"Accept": "application/json", "X-CSRF-Token": "forged"},
+    )
+    assert forged.status_code == 403
+    assert forged.json()["error"]["code"] == "csrf_token_invalid"
+    assert "pwned" not in (await client.get(f"/images/{image_id}")).text

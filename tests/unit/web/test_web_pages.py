@@ -96,3 +96,24 @@ async def test_revoking_the_key_signs_its_session_out(
     assert 'name="q"' in (await client.get("/")).text
     await services.keys.revoke(issued.key.prefix)
     assert 'name="api_key"' in (await client.get("/")).text
+
+
+async def test_gallery_filters_work_without_javascript(
+    client: httpx.AsyncClient, user_key: str
+) -> None:
+    await _generate(client, user_key, "a red fox in snow")
+    await _generate(client, user_key, "a blue whale")
+    listed = await client.get("/v1/images", headers={"Authorization": f"Bearer {user_key}"})
+    whale = next(i["id"] for i in listed.json()["data"] if "whale" in i["prompt"])
+    await client.patch(f"/v1/images/{whale}", json={"tags": ["sea"]},
+                       headers={"Authorization": f"Bearer {user_key}"})  # fmt: skip
+    await _sign_in(client, user_key)
+    tagged = (await client.get("/", params={"tag": "sea"})).text
+    assert 'alt="A blue whale"' in tagged
+    assert "red fox" not in tagged
+    assert "red fox" in (await client.get("/", params={"model": "builtin"})).text
+    assert "No images match." in (await client.get("/", params={"model": "dall-e-3"})).text
+    assert "No images match." in (await client.get("/", params={"from": "2999-01-01"})).text
+    bad = await client.get("/", params={"from": "soon"})
+    assert bad.status_code == 400
+    assert "&#39;from&#39; must be a date" in bad.text or "'from' must be a date" in bad.text
