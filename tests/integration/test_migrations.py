@@ -18,7 +18,7 @@ from imagegate.db.engine import (
     shipped_head,
     upgrade_to_head,
 )
-from imagegate.db.tables import include_object, metadata
+from imagegate.db.tables import include_object, with_postgresql_options
 from imagegate.settings import DatabaseSettings
 
 VERSIONS = Path(__file__).parents[2] / "src/imagegate/db/migrations/versions"
@@ -37,7 +37,7 @@ async def test_upgrade_matches_the_declared_schema_and_is_idempotent(database_ur
             diff = await conn.run_sync(
                 lambda sync: compare_metadata(
                     MigrationContext.configure(sync, opts={"include_object": include_object}),
-                    metadata,
+                    with_postgresql_options(),
                 )
             )
         assert diff == []

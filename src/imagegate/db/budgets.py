@@ -21,11 +21,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from imagegate.db.engine import TransactionRunner
+from imagegate.db.engine import TransactionRunner, insert_or_nothing
 from imagegate.db.tables import budget_counters, budget_ledger, budget_reservations
 from imagegate.errors import BudgetExceeded, QuotaExceeded, RateLimited
 from imagegate.models import BudgetCounter, BudgetSettlement
@@ -40,11 +39,10 @@ def _match(counter: BudgetCounter) -> sa.ColumnElement[bool]:
 
 
 def _ensure_row(conn: Connection, counter: BudgetCounter) -> None:
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     conn.execute(
-        insert(budget_counters)
-        .values(subject=counter.subject, window=counter.window, window_start=counter.window_start)
-        .on_conflict_do_nothing()
+        insert_or_nothing(budget_counters, conn.dialect).values(
+            subject=counter.subject, window=counter.window, window_start=counter.window_start
+        )
     )
 
 

@@ -29,6 +29,16 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
+def insert_or_nothing(table: sa.Table, dialect: Dialect) -> sa.Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING`` for ``dialect``, whose module is imported only
+    here: a process on SQLite never loads the PostgreSQL dialect (about 2 MiB resident)."""
+    if dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    return insert(table).on_conflict_do_nothing()
+
+
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     """WAL lets readers run beside the single writer; busy_timeout makes writers queue, not fail."""
     cursor = dbapi_connection.cursor()

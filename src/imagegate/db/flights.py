@@ -13,11 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from imagegate.db.engine import TransactionRunner
+from imagegate.db.engine import TransactionRunner, insert_or_nothing
 from imagegate.db.tables import cache_entries, flights
 from imagegate.models import ClaimOutcome, FlightState
 
@@ -57,15 +56,16 @@ _INSERT_VALUES: dict[str, sa.BindParameter[Any]] = {
     "owner": sa.bindparam("p_owner"),
     "expires_at": sa.bindparam("p_expires_at"),
 }
-_INSERTS = {
-    "postgresql": postgresql.insert(flights).values(_INSERT_VALUES).on_conflict_do_nothing(),
-    "sqlite": sqlite.insert(flights).values(_INSERT_VALUES).on_conflict_do_nothing(),
-}
+_INSERTS: dict[str, sa.Insert] = {}  # per dialect name, built on first use
 
 
 def _insert_if_absent(conn: Connection) -> sa.Insert:
     """INSERT ... ON CONFLICT DO NOTHING: the row count says whether this claim won."""
-    return _INSERTS["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
+    insert = _INSERTS.get(conn.dialect.name)
+    if insert is None:
+        insert = insert_or_nothing(flights, conn.dialect).values(_INSERT_VALUES)
+        _INSERTS[conn.dialect.name] = insert
+    return insert
 
 
 def _where(scope: str, cache_key: str) -> sa.ColumnElement[bool]:

@@ -17,6 +17,11 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
+# The three formats served, registered by importing their plugins: Pillow otherwise loads all
+# of its ~45 format plugins (about 3.5 MiB resident, for good) the first time it is asked for
+# a format its short default list lacks, as saving a WebP thumbnail does.
+from PIL import JpegImagePlugin, PngImagePlugin, WebPImagePlugin  # noqa: F401  # isort: skip
+
 from imagegate.errors import InvalidRequest, ProviderError
 from imagegate.models import OutputFormat
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
 from imagegate.container import Services
 from imagegate.errors import AuthenticationFailed, InvalidRequest, NotFound
@@ -18,9 +18,11 @@ from imagegate.models import ImageQuery, Principal
 from imagegate.services.images import ImagePage
 from imagegate.web.session import COOKIE, Sessions, csrf_ok, session_secret
 
+if TYPE_CHECKING:
+    from fastapi.templating import Jinja2Templates
+
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
-templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False)
 
 CSP = (
@@ -45,12 +47,20 @@ def _sessions(request: Request) -> Sessions:
     return sessions
 
 
+@functools.cache
+def _templates() -> Jinja2Templates:
+    """Loaded with the first page: a gateway serving only the API never imports jinja2."""
+    from fastapi.templating import Jinja2Templates
+
+    return Jinja2Templates(directory=HERE / "templates")
+
+
 def _render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
     principal: Principal | None = getattr(request.state, "web_principal", None)
     context.setdefault("is_admin", principal is not None and principal.is_admin)
     oidc = _services(request).settings.web.oidc
     context.setdefault("oidc_label", oidc.label if oidc.enabled else None)
-    response = templates.TemplateResponse(request, name, context, status_code=status)
+    response = _templates().TemplateResponse(request, name, context, status_code=status)
     response.headers["Content-Security-Policy"] = CSP
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from imagegate.db.tables import include_object, metadata
+from imagegate.db.tables import include_object, with_postgresql_options
 
 connection = context.config.attributes.get("connection")
 if connection is None:
@@ -12,7 +12,7 @@ if connection is None:
 
 context.configure(
     connection=connection,
-    target_metadata=metadata,
+    target_metadata=with_postgresql_options(),
     render_as_batch=True,
     include_object=include_object,
 )
