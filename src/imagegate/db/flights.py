@@ -90,12 +90,24 @@ class SqlFlightRepository:
         take = {**key, "p_owner": owner, "p_expires_at": expires_at, "p_now": now,
                 "p_since": since or now}  # fmt: skip
 
+        def cached(conn: Connection) -> bool:
+            if since is None:
+                return False
+            return conn.execute(_CACHED, {**key, "p_now": now}).first() is not None
+
         def attempt(conn: Connection) -> ClaimOutcome:
-            if since is not None and conn.execute(_CACHED, {**key, "p_now": now}).first():
-                return ClaimOutcome.CACHED  # finished since this request last looked
-            # The insert first: a key nobody holds (nearly every claim) costs one statement.
+            # The insert first: a key nobody holds (nearly every claim) costs it and one read.
             if conn.execute(_insert_if_absent(conn), take).rowcount:
+                # The cache is read after the insert, not before: on PostgreSQL an insert that
+                # meets a claim being released waits for that release's commit, which wrote
+                # the leader's cache entry, and only a later statement's snapshot sees it. Read
+                # before, the entry is missed and a second upstream call is made.
+                if cached(conn):
+                    conn.execute(_RELEASE, {**key, "p_owner": owner})
+                    return ClaimOutcome.CACHED  # finished since this request last looked
                 return ClaimOutcome.CLAIMED
+            if cached(conn):
+                return ClaimOutcome.CACHED
             taken = conn.execute(_TAKE_OVER, take).rowcount
             return ClaimOutcome.CLAIMED if taken else ClaimOutcome.HELD
 
