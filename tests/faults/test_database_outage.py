@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import sqlalchemy as sa
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from tests.support.db import fetch_rows
 from tests.support.processes import WorkerProcess, start_gateways
 from tests.support.tcp_proxy import ThreadedTcpProxy
 
@@ -91,16 +90,6 @@ class Load:
         return response
 
 
-async def _rows(database_url: str, query: str) -> list[tuple[object, ...]]:
-    """Straight from PostgreSQL, not through the proxy."""
-    engine = create_async_engine(database_url)
-    try:
-        async with engine.connect() as conn:
-            return [tuple(row) for row in await conn.execute(sa.text(query))]
-    finally:
-        await engine.dispose()
-
-
 async def _until(check: object, seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -146,7 +135,7 @@ async def test_requests_fail_fast_while_postgres_is_away_and_the_same_processes_
 
                 async def some_running() -> bool:
                     query = "SELECT count(*) FROM jobs WHERE status = 'running'"
-                    [(n,)] = await _rows(postgres_database, query)
+                    [(n,)] = await fetch_rows(postgres_database, query)
                     return int(n) > 0  # type: ignore[call-overload]
 
                 await _until(some_running, 10, "a job running")
@@ -155,7 +144,7 @@ async def test_requests_fail_fast_while_postgres_is_away_and_the_same_processes_
                 # claimed before the outage, not ended: nothing can be written while it lasts
                 caught = {
                     str(job_id)
-                    for (job_id,) in await _rows(
+                    for (job_id,) in await fetch_rows(
                         postgres_database, "SELECT id FROM jobs WHERE status = 'running'"
                     )
                 }
@@ -181,7 +170,7 @@ async def test_requests_fail_fast_while_postgres_is_away_and_the_same_processes_
 
             async def all_ended() -> bool:
                 query = "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')"
-                return (await _rows(postgres_database, query)) == [(0,)]
+                return (await fetch_rows(postgres_database, query)) == [(0,)]
 
             await _until(all_ended, 120, "every job ended")
             assert gateway.alive()
@@ -226,13 +215,13 @@ async def test_requests_fail_fast_while_postgres_is_away_and_the_same_processes_
     # every accepted job ended once, succeeded, with a generation of its own
     accepted = set(load.accepted)
     assert caught <= accepted
-    rows = await _rows(postgres_database, "SELECT id, status, generation_id FROM jobs")
+    rows = await fetch_rows(postgres_database, "SELECT id, status, generation_id FROM jobs")
     by_id = {str(job_id): (status, generation) for job_id, status, generation in rows}
     assert Counter(by_id[job_id][0] for job_id in accepted) == {"succeeded": len(accepted)}
     generations = [by_id[job_id][1] for job_id in accepted]
     assert None not in generations
     assert len(set(generations)) == len(accepted)
-    made = await _rows(
+    made = await fetch_rows(
         postgres_database,
         "SELECT g.id FROM generations g JOIN jobs j ON j.generation_id = g.id "
         "WHERE g.outcome = 'generated'",

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import create_async_engine
 from tests.fakes.openai import build_openai_fake
 from tests.fakes.server import FakeServer, FakeState, Fault
+from tests.support.db import fetch_rows
 from tests.support.processes import WorkerProcess, openai_provider, start_gateways
 
 BODY = {"model": "gpt-image-1", "size": "1024x1024", "quality": "low"}
@@ -59,19 +58,10 @@ async def _submit(base_url: str, key: str, count: int) -> list[str]:
     return ids
 
 
-async def _rows(database_url: str, query: str) -> list[tuple[object, ...]]:
-    engine = create_async_engine(database_url)
-    try:
-        async with engine.connect() as conn:
-            return [tuple(row) for row in await conn.execute(sa.text(query))]
-    finally:
-        await engine.dispose()
-
-
 async def _wait_until_finished(database_url: str, count: int, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        [(done,)] = await _rows(
+        [(done,)] = await fetch_rows(
             database_url,
             "SELECT count(*) FROM jobs WHERE status IN ('succeeded', 'failed', 'canceled')",
         )
@@ -109,9 +99,9 @@ async def test_a_thousand_jobs_over_four_workers_are_each_claimed_once(
     prompts = Counter(json.loads(call.body)["prompt"] for call in state.calls)
     assert len(prompts) == 1000
     assert set(prompts.values()) == {1}  # one upstream call per job
-    rows = await _rows(postgres_database, "SELECT status, attempts, lease_owner FROM jobs")
+    rows = await fetch_rows(postgres_database, "SELECT status, attempts, lease_owner FROM jobs")
     assert Counter((status, attempts) for status, attempts, _ in rows) == {("succeeded", 1): 1000}
-    [(generations, distinct)] = await _rows(
+    [(generations, distinct)] = await fetch_rows(
         postgres_database, "SELECT count(*), count(DISTINCT generation_id) FROM jobs"
     )
     assert (generations, distinct) == (1000, 1000)
@@ -130,14 +120,14 @@ async def test_a_worker_killed_mid_run_loses_and_doubles_nothing(
         await _submit(gateway.base_url, key, 500)
         workers = _workers(tmp_path, env, 2, concurrency=8)
         while True:
-            [(done,)] = await _rows(
+            [(done,)] = await fetch_rows(
                 postgres_database, "SELECT count(*) FROM jobs WHERE status = 'succeeded'"
             )
             if done >= 100:
                 break
             await asyncio.sleep(0.05)
         workers[0].kill()
-        orphans = await _rows(
+        orphans = await fetch_rows(
             postgres_database,
             "SELECT id FROM jobs WHERE status = 'running' AND lease_owner = 'worker-0'",
         )  # what it had in its hands when it died
@@ -147,24 +137,26 @@ async def test_a_worker_killed_mid_run_loses_and_doubles_nothing(
             worker.stop()
         gateway.stop()
     assert orphans
-    statuses = await _rows(postgres_database, "SELECT status, count(*) FROM jobs GROUP BY status")
+    statuses = await fetch_rows(
+        postgres_database, "SELECT status, count(*) FROM jobs GROUP BY status"
+    )
     assert statuses == [("succeeded", 500)]
-    [(jobs_done, distinct_generations)] = await _rows(
+    [(jobs_done, distinct_generations)] = await fetch_rows(
         postgres_database, "SELECT count(*), count(DISTINCT generation_id) FROM jobs"
     )
     assert (jobs_done, distinct_generations) == (500, 500)
     # every generation recorded is one job's: nothing made twice, nothing charged twice
-    [(generations, images, charged)] = await _rows(
+    [(generations, images, charged)] = await fetch_rows(
         postgres_database,
         "SELECT count(*), (SELECT count(*) FROM images), sum(cost_micro_usd) FROM generations",
     )
-    [(unit,)] = await _rows(
+    [(unit,)] = await fetch_rows(
         postgres_database, "SELECT min(cost_micro_usd) FROM generations WHERE cost_micro_usd > 0"
     )
     assert (generations, images) == (500, 500)
     assert charged == 500 * unit
     ids = "', '".join(str(row[0]) for row in orphans)
-    taken_over = await _rows(
+    taken_over = await fetch_rows(
         postgres_database, f"SELECT status, attempts FROM jobs WHERE id IN ('{ids}')"
     )
     assert set(taken_over) == {("succeeded", 2)}  # run again by the other worker, once
@@ -187,7 +179,7 @@ async def test_sigterm_puts_unfinished_jobs_back_and_exits_cleanly(
         assert worker.terminate(timeout=20) == 0
     finally:
         gateway.stop()
-    rows = await _rows(
+    rows = await fetch_rows(
         postgres_database, "SELECT status, attempts, lease_owner FROM jobs ORDER BY id"
     )
     assert rows == [("queued", 0, None)] * 3  # back in line, no attempt spent, no lease held

@@ -9,9 +9,9 @@ import httpx
 from PIL import Image
 from tests.fakes.chat import build_chat_fake, enhanced
 from tests.fakes.server import FakeServer, FakeState
+from tests.support.apps import app_client
 
-from imagegate.api.app import create_app
-from imagegate.container import Services, build_services
+from imagegate.container import Services
 from imagegate.models import RateLimits, Role
 from imagegate.settings import Settings
 
@@ -86,18 +86,16 @@ async def test_the_enhance_toggle_shows_only_with_an_enhancer(
             public_url="http://testserver",
             enhancer={"base_url": f"{fake.base_url}/v1", "api_key": "test-key"},  # type: ignore[arg-type]
         )
-        async with build_services(settings) as services:
-            transport = httpx.ASGITransport(app=create_app(services))
-            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as web:
-                key = (await services.keys.create("user-e", Role.USER)).secret
-                token = await _signed_in_token(web, key)
-                assert 'name="enhance_prompt"' in (await web.get("/generate")).text
-                form = {"csrf": token, "prompt": "a kite", "model": "builtin", "size": "256x256"}
-                plain = await web.post("/generate", data=form)
-                assert 'class="revised-prompt"' not in plain.text
-                asked = await web.post(
-                    "/generate", data=form | {"prompt": "a red kite", "enhance_prompt": "1"}
-                )
+        async with app_client(settings) as (services, web):
+            key = (await services.keys.create("user-e", Role.USER)).secret
+            token = await _signed_in_token(web, key)
+            assert 'name="enhance_prompt"' in (await web.get("/generate")).text
+            form = {"csrf": token, "prompt": "a kite", "model": "builtin", "size": "256x256"}
+            plain = await web.post("/generate", data=form)
+            assert 'class="revised-prompt"' not in plain.text
+            asked = await web.post(
+                "/generate", data=form | {"prompt": "a red kite", "enhance_prompt": "1"}
+            )
     assert f'Revised prompt: <q class="revised-prompt">{enhanced("a red kite")}</q>' in asked.text
     assert 'name="enhance_prompt" value="1" checked' in asked.text
     assert len(chat.calls) == 1
@@ -129,12 +127,10 @@ async def test_a_model_that_takes_aspect_ratios_offers_sizes_labelled_with_the_r
         public_url="http://testserver",
         providers={"google": {"kind": "google", "api_key": "test-key"}},  # type: ignore[dict-item]
     )
-    async with build_services(settings) as services:
-        transport = httpx.ASGITransport(app=create_app(services))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as web:
-            key = (await services.keys.create("user-g", Role.USER)).secret
-            await _signed_in_token(web, key)
-            page = (await web.get("/generate")).text
+    async with app_client(settings) as (services, web):
+        key = (await services.keys.create("user-g", Role.USER)).secret
+        await _signed_in_token(web, key)
+        page = (await web.get("/generate")).text
     imagen = page.split('<option value="imagen-4.0-generate-001"', 1)[1].split("</option>", 1)[0]
     labels = imagen.split('data-size-labels="', 1)[1].split('"', 1)[0].split("|")
     assert labels[:3] == [

@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 from tests.fakes.chat import build_chat_fake, enhanced
 from tests.fakes.server import FakeServer, FakeState
+from tests.support.apps import app_client
 
-from imagegate.api.app import create_app
-from imagegate.container import Services, build_services
+from imagegate.container import Services
 from imagegate.models import Role
 from imagegate.queue.worker import Worker
 from imagegate.settings import Settings
@@ -226,21 +226,19 @@ async def test_a_scripted_job_asks_for_prompt_enhancement_when_ticked(tmp_path: 
             public_url="http://testserver",
             enhancer={"base_url": f"{fake.base_url}/v1", "api_key": "test-key"},  # type: ignore[arg-type]
         )
-        async with build_services(settings) as services:
-            transport = httpx.ASGITransport(app=create_app(services))
-            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as web:
-                token = await _session(services, web, "erin")
-                form = FORM | {"prompt": "a red kite", "enhance_prompt": "1"}
-                queued = await web.post("/web/jobs", data=form, headers={"X-CSRF-Token": token})
-                assert queued.status_code == 202, queued.text
-                running = Worker(services.job_runs, services.jobs, concurrency=1,
-                                 poll_seconds=0.05, shutdown_seconds=5)  # fmt: skip
-                task = asyncio.create_task(running.run())
-                try:
-                    events = await asyncio.wait_for(_events(web, queued.json()["events"]), 20)
-                finally:
-                    running.stop()
-                    await task
+        async with app_client(settings) as (services, web):
+            token = await _session(services, web, "erin")
+            form = FORM | {"prompt": "a red kite", "enhance_prompt": "1"}
+            queued = await web.post("/web/jobs", data=form, headers={"X-CSRF-Token": token})
+            assert queued.status_code == 202, queued.text
+            running = Worker(services.job_runs, services.jobs, concurrency=1,
+                             poll_seconds=0.05, shutdown_seconds=5)  # fmt: skip
+            task = asyncio.create_task(running.run())
+            try:
+                events = await asyncio.wait_for(_events(web, queued.json()["events"]), 20)
+            finally:
+                running.stop()
+                await task
     (image,) = events[-1][1]["images"]
     assert image["revised_prompt"] == enhanced("a red kite")
     assert len(chat.calls) == 1
